@@ -1,0 +1,110 @@
+"""Safe image loading: one path for files, bytes and PIL images.
+
+Every failure raises :class:`~clipcls.ImageError` naming the source and the
+reason.  EXIF orientation is applied and every mode becomes RGB.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Union
+
+from PIL import Image, ImageFile, ImageOps
+
+from clipcls._errors import ImageError
+
+ImageSource = Union[str, os.PathLike, bytes, Image.Image]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
+# Decoders allowed to open files: no EPS (runs Ghostscript) or other exotic formats.
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+MAX_BYTES = 64 * 1024 * 1024
+BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
+
+
+def describe(source: ImageSource) -> str:
+    """A short name for ``source`` in messages and output rows."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, bytes):
+        return f"<{len(source)} bytes>"
+    return f"<PIL {source.mode} {source.size[0]}x{source.size[1]}>"
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Convert any PIL mode to RGB, compositing transparency on :data:`BACKGROUND`.
+
+    >>> to_rgb(Image.new("LA", (2, 2))).mode
+    'RGB'
+    """
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit and float images are rescaled to 0..255, not clipped.
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        return Image.fromarray(scaled.round().astype("uint8"), "L").convert("RGB")
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, BACKGROUND)
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    return img.convert("RGB")
+
+
+def load_image(source: ImageSource) -> Image.Image:
+    """Open ``source`` and return an RGB image with EXIF orientation applied."""
+    if isinstance(source, Image.Image):
+        try:
+            return to_rgb(ImageOps.exif_transpose(source) or source)
+        except Exception as e:  # noqa: BLE001 - any decoder failure becomes an ImageError
+            raise ImageError(f"{describe(source)}: cannot convert image ({e})") from e
+    name = describe(source)
+    try:
+        if isinstance(source, bytes):
+            data = source
+        else:
+            size = os.path.getsize(source)
+            if size > MAX_BYTES:
+                raise ImageError(f"{name}: file is {size} bytes, over the {MAX_BYTES}-byte limit")
+            with open(source, "rb") as f:
+                data = f.read()
+        if not data:
+            raise ImageError(f"{name}: file is empty")
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+            img.seek(0)
+            img.load()
+            return to_rgb(ImageOps.exif_transpose(img) or img)
+    except ImageError:
+        raise
+    except FileNotFoundError as e:
+        raise ImageError(f"{name}: no such file") from e
+    except IsADirectoryError as e:
+        raise ImageError(f"{name}: is a directory, not an image") from e
+    except Image.DecompressionBombError as e:
+        raise ImageError(f"{name}: too many pixels (decompression-bomb limit): {e}") from e
+    except Exception as e:  # noqa: BLE001 - Pillow raises many types; callers get one
+        raise ImageError(f"{name}: cannot read image ({type(e).__name__}: {e})") from e
+
+
+def iter_image_paths(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Expand files and folders (recursively, sorted) into image paths, lazily."""
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for f in sorted(files):
+                    if Path(f).suffix.lower() in IMAGE_SUFFIXES:
+                        yield Path(root) / f
+        else:
+            yield p

@@ -1,0 +1,229 @@
+"""Inference strategies over image embeddings: pure numpy, no torch.
+
+A taxonomy is compiled once into flat arrays (:class:`CompiledTaxonomy`):
+edges grouped by parent in BFS order, so each parent's softmax over its
+children is a segment softmax (``np.*.reduceat``); joint path probabilities
+are propagated level by level; flat marginals are segment sums over each
+node's descendant leaves.  Everything is vectorised over a batch of images.
+
+Scores per strategy:
+
+* ``topdown``: conditional probability of each child given its parent
+  (softmax over siblings); a node's joint probability is the product along
+  its path (summed over routes in a DAG).
+* ``flat``: softmax over all leaves; a node's score is the sum over its
+  descendant leaves, so a parent never scores below any child.
+* ``multilabel``: ``sigmoid(scale * (sim - mean sibling sim) - bias)`` per
+  node, independently; a child only counts when its ancestors do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+
+MAX_CHUNK_FLOATS = 16_000_000  # bounds the (images x nodes) working arrays
+
+
+@dataclass(frozen=True)
+class CompiledTaxonomy:
+    """Array form of a taxonomy plus its node embeddings."""
+
+    nodes: tuple[str, ...]
+    index: dict[str, int]
+    emb: np.ndarray  # (n, d) L2-normalised
+    root: int
+    edge_parent: np.ndarray  # (m,) parent node of each edge, grouped by parent
+    edge_child: np.ndarray  # (m,)
+    group_start: np.ndarray  # first edge of each parent that has children
+    group_parent: np.ndarray  # that parent
+    first_edge: np.ndarray  # (n,) first edge of a node's children, -1 for leaves
+    n_children: np.ndarray  # (n,)
+    edge_levels: tuple[np.ndarray, ...]  # edges grouped by child level, top first
+    is_tree: bool
+    leaves: np.ndarray  # node indices of leaves
+    desc_leaf: np.ndarray  # concatenated leaf positions (into ``leaves``) below each node
+    desc_start: np.ndarray  # (n,) offsets into desc_leaf
+    thresholds: np.ndarray  # (n,) node threshold for deciding among its children, NaN = global
+
+    @property
+    def n(self) -> int:
+        return len(self.nodes)
+
+
+def compile_taxonomy(G: nx.DiGraph, root: str, emb: np.ndarray, nodes: list[str], thresholds: np.ndarray) -> CompiledTaxonomy:
+    """Compile a DiGraph whose node order matches ``nodes`` / ``emb`` rows."""
+    index = {n: i for i, n in enumerate(nodes)}
+    order = [root] + [v for _, v in nx.bfs_edges(G, root)]
+    edges = [(index[u], index[v]) for u in order for v in G.successors(u)]
+    ep = np.array([e[0] for e in edges], dtype=np.int64)
+    ec = np.array([e[1] for e in edges], dtype=np.int64)
+    n = len(nodes)
+    n_children = np.zeros(n, np.int64)
+    first_edge = np.full(n, -1, np.int64)
+    if len(ep):
+        starts = np.flatnonzero(np.r_[True, ep[1:] != ep[:-1]])
+        group_parent = ep[starts]
+        n_children[group_parent] = np.diff(np.r_[starts, len(ep)])
+        first_edge[group_parent] = starts
+    else:
+        starts = np.zeros(0, np.int64)
+        group_parent = np.zeros(0, np.int64)
+    # Longest-path level, so every parent's joint is final before its children's.
+    level = np.zeros(n, np.int64)
+    for v in nx.topological_sort(G):
+        for c in G.successors(v):
+            level[index[c]] = max(level[index[c]], level[index[v]] + 1)
+    edge_levels = tuple(np.flatnonzero(level[ec] == lv) for lv in range(1, int(level.max(initial=0)) + 1))
+    leaf_nodes = np.array([index[v] for v in nodes if G.out_degree(v) == 0], dtype=np.int64)
+    leaf_pos = {int(v): i for i, v in enumerate(leaf_nodes)}
+    is_tree = all(d <= 1 for _, d in G.in_degree())
+    desc: list[np.ndarray] = [np.zeros(0, np.int64)] * n
+    # Descendant leaves, children before parents (reverse topological order).
+    for v in reversed(list(nx.topological_sort(G))):
+        i = index[v]
+        if n_children[i] == 0:
+            desc[i] = np.array([leaf_pos[i]], np.int64)
+        else:
+            kids = ec[first_edge[i]:first_edge[i] + n_children[i]]
+            parts = np.concatenate([desc[k] for k in kids])
+            desc[i] = parts if is_tree else np.unique(parts)
+    desc_start = np.cumsum([0] + [len(d) for d in desc[:-1]]).astype(np.int64)
+    return CompiledTaxonomy(
+        nodes=tuple(nodes), index=index, emb=np.ascontiguousarray(emb, np.float32), root=index[root],
+        edge_parent=ep, edge_child=ec, group_start=starts, group_parent=group_parent,
+        first_edge=first_edge, n_children=n_children, edge_levels=edge_levels, is_tree=is_tree,
+        leaves=leaf_nodes, desc_leaf=np.concatenate(desc) if desc else np.zeros(0, np.int64),
+        desc_start=desc_start, thresholds=thresholds,
+    )
+
+
+def chunk_size(ct: CompiledTaxonomy) -> int:
+    per_image = max(ct.n, len(ct.desc_leaf), len(ct.edge_child), 1)
+    return max(1, MAX_CHUNK_FLOATS // per_image)
+
+
+def softmax_rows(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def edge_conditionals(ct: CompiledTaxonomy, sims: np.ndarray, scale: float) -> np.ndarray:
+    """P(child | parent) for every edge: a softmax over each parent's children."""
+    z = scale * sims[:, ct.edge_child]
+    if not z.shape[1]:
+        return z
+    gmax = np.maximum.reduceat(z, ct.group_start, axis=1)
+    z -= np.repeat(gmax, ct.n_children[ct.group_parent], axis=1)
+    np.exp(z, out=z)
+    gsum = np.add.reduceat(z, ct.group_start, axis=1)
+    z /= np.repeat(gsum, ct.n_children[ct.group_parent], axis=1)
+    return z
+
+
+def joint_probabilities(ct: CompiledTaxonomy, cond: np.ndarray) -> np.ndarray:
+    """P(node) under top-down: product of conditionals along the path (summed over routes)."""
+    joint = np.zeros((cond.shape[0], ct.n), np.float32)
+    joint[:, ct.root] = 1.0
+    for edges in ct.edge_levels:
+        contrib = joint[:, ct.edge_parent[edges]] * cond[:, edges]
+        if ct.is_tree:
+            joint[:, ct.edge_child[edges]] = contrib
+        else:
+            np.add.at(joint.T, ct.edge_child[edges], contrib.T)
+    return joint
+
+
+def flat_marginals(ct: CompiledTaxonomy, sims: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """(leaf probabilities, per-node marginal = sum over descendant leaves)."""
+    p_leaf = softmax_rows(scale * sims[:, ct.leaves])
+    marg = np.add.reduceat(p_leaf[:, ct.desc_leaf], ct.desc_start, axis=1)
+    return p_leaf, marg
+
+
+def multilabel_scores(ct: CompiledTaxonomy, sims: np.ndarray, scale: float, bias: float) -> np.ndarray:
+    """Independent sigmoid per node, centred on the mean similarity of its siblings."""
+    z = sims[:, ct.edge_child]
+    if not z.shape[1]:
+        return np.zeros_like(sims)
+    gmean = np.add.reduceat(z, ct.group_start, axis=1) / ct.n_children[ct.group_parent]
+    z = scale * (z - np.repeat(gmean, ct.n_children[ct.group_parent], axis=1)) - bias
+    p_edge = 1.0 / (1.0 + np.exp(-z))
+    out = np.zeros_like(sims)
+    out[:, ct.root] = 1.0
+    # A node's score is its best route's edge score; in a tree, its only edge.
+    np.maximum.at(out.T, ct.edge_child, p_edge.T)
+    return out
+
+
+def greedy_descent(ct: CompiledTaxonomy, score_edge: np.ndarray, node_score: np.ndarray | None,
+                   threshold: float) -> tuple[np.ndarray, list[list[int]], list[list[float]]]:
+    """Follow the best child from the root while its score clears the threshold.
+
+    ``score_edge`` (B, m) is the score of choosing each edge's child (the
+    conditional for top-down); when ``node_score`` is given (flat marginals),
+    children are ranked and thresholded by that instead.  Returns the final
+    node per image, the paths and the per-level scores.
+    """
+    b = score_edge.shape[0] if node_score is None else node_score.shape[0]
+    cur = np.full(b, ct.root, np.int64)
+    active = np.ones(b, bool)
+    paths = [[ct.root] for _ in range(b)]
+    scores: list[list[float]] = [[1.0] for _ in range(b)]
+    thr = np.where(np.isnan(ct.thresholds), threshold, ct.thresholds)
+    rows = np.arange(b)
+    while active.any():
+        act = rows[active]
+        nc = ct.n_children[cur[act]]
+        done = nc == 0
+        active[act[done]] = False
+        act = act[~done]
+        if not len(act):
+            break
+        for u in np.unique(cur[act]):
+            sel = act[cur[act] == u]
+            lo, k = ct.first_edge[u], ct.n_children[u]
+            kids = ct.edge_child[lo:lo + k]
+            s = score_edge[np.ix_(sel, np.arange(lo, lo + k))] if node_score is None else node_score[np.ix_(sel, kids)]
+            best = s.argmax(axis=1)
+            best_s = s[np.arange(len(sel)), best]
+            ok = best_s >= thr[u]
+            active[sel[~ok]] = False
+            for r, child, sc in zip(sel[ok], kids[best[ok]], best_s[ok]):
+                paths[r].append(int(child))
+                scores[r].append(float(sc))
+            cur[sel[ok]] = kids[best[ok]]
+    return cur, paths, scores
+
+
+def beam_search(ct: CompiledTaxonomy, cond: np.ndarray, width: int) -> list[list[int]]:
+    """Best full path per image by joint probability, keeping ``width`` partial paths per level."""
+    out = []
+    for r in range(cond.shape[0]):
+        beam: list[tuple[float, list[int]]] = [(1.0, [ct.root])]
+        finished: list[tuple[float, list[int]]] = []
+        while beam:
+            cand: list[tuple[float, list[int]]] = []
+            for p, path in beam:
+                u = path[-1]
+                k = ct.n_children[u]
+                if k == 0:
+                    finished.append((p, path))
+                    continue
+                lo = ct.first_edge[u]
+                for e in range(lo, lo + k):
+                    cand.append((p * float(cond[r, e]), path + [int(ct.edge_child[e])]))
+            cand.sort(key=lambda t: -t[0])
+            beam = cand[:width]
+        out.append(max(finished, key=lambda t: t[0])[1])
+    return out
+
+
+def edge_between(ct: CompiledTaxonomy, parent: int, child: int) -> int:
+    lo, k = ct.first_edge[parent], ct.n_children[parent]
+    hits = np.flatnonzero(ct.edge_child[lo:lo + k] == child)
+    return int(lo + hits[0])

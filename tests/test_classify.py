@@ -1,0 +1,193 @@
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clipcls import Classifier, Taxonomy, load_taxonomy
+from clipcls._prompts import fix_articles
+from clipcls.zoo import synth
+from conftest import SHAPES_YAML, CountingEncoder, shape_images
+
+
+@pytest.fixture(scope="module")
+def images() -> tuple[list, list[str]]:
+    return shape_images(6)
+
+
+@pytest.fixture
+def clf(encoder, cache_dir: Path) -> Classifier:  # noqa: ANN001
+    return Classifier(SHAPES_YAML, encoder=encoder, cache_dir=cache_dir)
+
+
+def accuracy(preds, names) -> float:  # noqa: ANN001
+    return float(np.mean([p.node == n for p, n in zip(preds, names)]))
+
+
+@pytest.mark.parametrize("strategy", ["flat", "topdown"])
+def test_embedded_model_classifies_shapes(clf: Classifier, images, strategy: str) -> None:  # noqa: ANN001
+    preds = clf.classify(images[0], strategy=strategy)
+    assert accuracy(preds, images[1]) >= 0.8
+    p = preds[0]
+    assert p.path[0] == "shape" and p.path[-1] == p.node and len(p.path) == 3
+    assert p.metadata.get("family") in ("round", "polygon", "other")
+    assert len(p.top_k) == 5 and p.top_k[0].score >= p.top_k[-1].score
+
+
+def test_flat_equals_open_clip_zero_shot_recipe(encoder, cache_dir: Path, images) -> None:  # noqa: ANN001
+    import open_clip
+    import torch
+
+    templates = ["a photo of a {}.", "a drawing of a {}.", "itap of a {}."]
+    tax = Taxonomy.from_dict({"templates": templates, "root": {"id": "shape", "children": [{"id": s} for s in synth.SHAPES]}})
+    clf = Classifier(tax, encoder=encoder, cache_dir=cache_dir)
+    ours = clf.classify(images[0], strategy="flat", top_k=len(synth.SHAPES))
+    W = open_clip.build_zero_shot_classifier(
+        encoder._model, encoder._tokenizer, synth.SHAPES,
+        [lambda c, t=t: fix_articles(t.format(c)) for t in templates], num_classes_per_batch=10, use_tqdm=False,
+    ).numpy()
+    feats = clf.embed(images[0])
+    with torch.no_grad():
+        probs = torch.softmax(torch.from_numpy(encoder.logit_scale * feats @ W), dim=1).numpy()
+    assert [p.node for p in ours] == [synth.SHAPES[i] for i in probs.argmax(1)]
+    for p, row in zip(ours, probs):
+        got = {s.id: s.score for s in p.top_k}
+        np.testing.assert_allclose([got[s] for s in synth.SHAPES], row, atol=1e-4)
+
+
+def test_threshold_stops_at_a_coarser_node(clf: Classifier, images) -> None:  # noqa: ANN001
+    sure = clf.classify(images[0], strategy="topdown", threshold=0.0)
+    assert all(p.stopped_at is None for p in sure)
+    unsure = clf.classify(images[0], strategy="topdown", threshold=0.999999)
+    stopped = [p for p in unsure if p.stopped_at is not None]
+    assert stopped, "a near-1 threshold must stop some answers early"
+    for p in stopped:
+        assert p.node == p.stopped_at and p.node in ("shape", "round", "polygon", "other")
+        assert p.label == clf.taxonomy.node(p.node).label
+    flat = clf.classify(images[0], strategy="flat", threshold=0.999999)
+    for p in flat:
+        assert all(s >= 0.999999 for s in p.path_scores[1:])
+
+
+def test_beam_and_scores_are_consistent(clf: Classifier, images) -> None:  # noqa: ANN001
+    greedy = clf.classify(images[0], strategy="topdown")
+    beam = clf.classify(images[0], strategy="topdown", beam=3)
+    assert accuracy(beam, images[1]) >= accuracy(greedy, images[1]) - 0.05
+    for p in greedy:
+        np.testing.assert_allclose(p.confidence, np.prod(p.path_scores), rtol=1e-4)
+
+
+def test_multilabel_reports_several_objects_with_ancestors(clf: Classifier) -> None:
+    imgs, truth = [], []
+    for i in range(20):
+        scene = synth.make_scene(4242, i, n_objects=2)
+        imgs.append(synth.render(scene))
+        truth.append({o.shape for o in scene.objects})
+    preds = clf.classify(imgs, strategy="multilabel")
+    recall = []
+    for p, t in zip(preds, truth):
+        got = {s.id for s in p.labels}
+        for s in got:  # a child is reported only with its ancestors
+            assert set(clf.taxonomy.path(s)[1:-1]) <= got
+        recall.append(len(got & t) / len(t))
+    assert np.mean(recall) >= 0.5
+
+
+def test_add_class_encodes_only_that_node_and_predicts_it(encoder, cache_dir: Path, tmp_path: Path) -> None:  # noqa: ANN001
+    src = tmp_path / "shapes.yaml"
+    tax = load_taxonomy(SHAPES_YAML)
+    tax.remove_node("star")
+    from clipcls import save_taxonomy
+
+    save_taxonomy(tax, src)
+    counting = CountingEncoder(encoder)
+    clf = Classifier(src, encoder=counting, cache_dir=cache_dir)
+    stars = [synth.render(synth.make_scene(99, i, n_objects=1, shape="star")) for i in range(8)]
+    assert not any(p.node == "star" for p in clf.classify(stars))
+    before = counting.texts_encoded
+    clf.add_class("star", "other", metadata={"family": "other"})
+    added = counting.text_calls[-1]
+    assert counting.texts_encoded - before == len(added) == len(clf.taxonomy.texts("star"))
+    assert all("star" in t for t in added)
+    assert np.mean([p.node == "star" for p in clf.classify(stars)]) >= 0.75
+    # Persisted: the file has the node, and a fresh classifier encodes nothing.
+    assert "star" in load_taxonomy(src)
+    fresh = CountingEncoder(encoder)
+    Classifier(src, encoder=fresh, cache_dir=cache_dir)
+    assert fresh.texts_encoded == 0
+
+
+def test_rename_and_remove_class(clf: Classifier, encoder, cache_dir: Path) -> None:  # noqa: ANN001
+    clf.rename_class("heart", label="love heart", save=False)
+    assert clf.taxonomy.node("heart").label == "love heart"
+    assert clf.last_sync.encoded == 1
+    removed = clf.remove_class("other", save=False)
+    assert removed == ["other", "star", "heart", "cross"]
+    assert all(p.path[1] in ("round", "polygon") for p in clf.classify(shape_images(1)[0]))
+
+
+def test_dag_taxonomy_classifies(encoder, cache_dir: Path) -> None:  # noqa: ANN001
+    tax = Taxonomy.from_dict({"nodes": [
+        {"id": "shape"}, {"id": "pointy", "parent": "shape"}, {"id": "smooth", "parent": "shape"},
+        {"id": "star", "parent": "pointy"}, {"id": "triangle", "parent": "pointy"},
+        {"id": "heart", "parents": ["pointy", "smooth"]}, {"id": "circle", "parent": "smooth"},
+    ]})
+    clf = Classifier(tax, encoder=encoder, cache_dir=cache_dir)
+    for strategy in ("flat", "topdown", "multilabel"):
+        preds = clf.classify(shape_images(1)[0][:3], strategy=strategy)
+        assert all(p.path[0] == "shape" for p in preds)
+
+
+def test_bad_images_are_recorded_or_raised(clf: Classifier, tmp_path: Path) -> None:
+    from clipcls import ImageError
+
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    good = synth.render(synth.make_scene(1, 1))
+    preds = clf.classify([good, bad, good], on_error="record")
+    assert [p.ok for p in preds] == [True, False, True]
+    assert "bad.png" in preds[1].error
+    with pytest.raises(ImageError, match="bad.png"):
+        clf.classify([good, bad])
+
+
+def test_invalid_arguments(clf: Classifier) -> None:
+    x = np.zeros((1, clf.encoder.embed_dim), np.float32)
+    with pytest.raises(ValueError, match="unknown strategy"):
+        clf.classify_embeddings(x, strategy="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="threshold"):
+        clf.classify_embeddings(x, threshold=1.5)
+    with pytest.raises(ValueError, match="shape"):
+        clf.classify_embeddings(np.zeros((1, 3), np.float32))
+
+
+def test_concurrent_classify_while_adding_classes(clf: Classifier, images) -> None:  # noqa: ANN001
+    feats = clf.embed(images[0][:10])
+    errors: list[BaseException] = []
+    sizes: set[int] = set()
+    stop = threading.Event()
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                preds = clf.classify_embeddings(feats, strategy="flat", top_k=100)
+                # One consistent snapshot: every row sees the same leaf set.
+                n = {len(p.top_k) for p in preds}
+                assert len(n) == 1
+                sizes.update(n)
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for i in range(5):
+        clf.add_class(f"blob{i}", "other", save=False)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(sizes) >= 1 and max(sizes) <= 15
