@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+from PIL import Image
 
 from clipcls import _strategies as S
 from clipcls._encoder import Encoder, OpenClipEncoder
@@ -218,7 +219,9 @@ class Classifier:
                 yield fut.result()
 
     def _encode(self, items: list[Any]) -> np.ndarray:
-        if hasattr(self.encoder, "encode_pixels") and items and not hasattr(items[0], "mode"):
+        # Preprocessed tensors skip a second preprocess; note torch.Tensor has a
+        # ``.mode`` method, so only an isinstance check tells images apart.
+        if hasattr(self.encoder, "encode_pixels") and items and not isinstance(items[0], Image.Image):
             import torch
 
             return self.encoder.encode_pixels(torch.stack(items))  # type: ignore[attr-defined]
@@ -261,7 +264,7 @@ class Classifier:
 
     def classify(self, images: ImageSource | Iterable[ImageSource], **kw: Any) -> list[Prediction]:
         """Classify images (paths, bytes or PIL images); see :meth:`classify_embeddings` for options."""
-        if isinstance(images, (str, bytes, os.PathLike)) or hasattr(images, "mode"):
+        if isinstance(images, (str, bytes, os.PathLike, Image.Image)):
             images = [images]  # type: ignore[list-item]
         return list(self.iter_classify(images, **kw))  # type: ignore[arg-type]
 
