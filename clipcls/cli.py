@@ -247,12 +247,34 @@ class _InputError(Exception):
     pass
 
 
+def _unit(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return v
+
+
+def _positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{text} must be at least 1")
+    return v
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="embedded model name, open_clip architecture, hf-hub:org/repo or local-dir:PATH (default: embedded)")
     p.add_argument("--pretrained", default=None, help="pretrained tag or local checkpoint file, with an open_clip architecture")
     p.add_argument("--cache-dir", default=None, help="text-index cache (default $CLIPCLS_CACHE or ~/.cache/clipcls)")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=4, help="threads decoding images")
+    p.add_argument("--batch-size", type=_positive, default=64)
+    p.add_argument("--workers", type=_positive, default=4, help="threads decoding images")
     p.add_argument("-v", "--verbose", action="store_true", help="log cache and encoder activity to stderr")
 
 
@@ -264,9 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
     p.add_argument("--taxonomy", required=True, help="taxonomy file (YAML or JSON)")
     p.add_argument("--strategy", choices=("topdown", "flat", "multilabel"), default="topdown")
-    p.add_argument("--threshold", type=float, default=None, help="score needed to go one level deeper (0..1)")
-    p.add_argument("--top-k", type=int, default=5)
-    p.add_argument("--beam", type=int, default=1, help="top-down beam width")
+    p.add_argument("--threshold", type=_unit, default=None, help="score needed to go one level deeper (0..1)")
+    p.add_argument("--top-k", type=_positive, default=5)
+    p.add_argument("--beam", type=_positive, default=1, help="top-down beam width")
     p.add_argument("--format", choices=("jsonl", "csv", "table"), default="jsonl")
     p.add_argument("--out", default=None, help="write rows here instead of stdout")
     p.add_argument("--resume", action="store_true", help="skip images already in --out and append")
@@ -287,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synonym", action="append", help="repeatable")
     p.add_argument("--prompt", action="append", help="explicit prompt text (repeatable)")
     p.add_argument("--description")
-    p.add_argument("--threshold", type=float)
+    p.add_argument("--threshold", type=_unit)
     p.add_argument("--metadata", help="JSON object copied into predictions")
     p.add_argument("--no-index", action="store_true", help="edit the file only; the next classify encodes the change")
     _add_model_args(p)

@@ -2,6 +2,9 @@
 
 Deterministic: the same seed always renders the same files.  Names say what
 each image holds, so a reader can check the demo's answers at a glance.
+Three of them (red star, yellow triangle, gray rectangle; see ``synth.HELD_OUT``)
+are colour x
+shape combinations the model never saw in training.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ def write_samples(folder: Path = DEFAULT_DIR, size: int = 192) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for i, (name, attrs) in enumerate(SAMPLES):
-        scene = synth.make_scene(2026, i, n_objects=1, **attrs)
+        scene = synth.make_scene(2026, i, n_objects=1, allow_held_out=True, **attrs)
         path = folder / f"{name}.png"
         synth.render(scene, size=size).save(path)
         out.append(path)

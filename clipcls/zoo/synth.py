@@ -188,6 +188,9 @@ def make_scene(
     ``allow_held_out`` is set, no object ever has a :data:`HELD_OUT` colour x
     shape combination.
     """
+    if shape and color and (shape, color) in HELD_OUT and not allow_held_out:
+        # Otherwise the rejection loop below would never end.
+        raise ValueError(f"{color} {shape} is a held-out combination; pass allow_held_out=True to draw it")
     rng = np.random.default_rng([seed, index])
     if n_objects is None:
         n_objects = int(rng.choice([1, 2, 3], p=[0.7, 0.2, 0.1]))

@@ -334,7 +334,10 @@ embedding averaged over the training templates (or the unseen ones):
 |---|---|
 {rows}
 
-Reproduce with `python benchmarks/zeroshot.py` (same code, same images).
+Reproduce with `python benchmarks/zeroshot.py` (same code, same images; it
+also prints leaf and parent accuracy on `taxonomies/shapes.yaml`, flat and
+top-down).  `python benchmarks/foreign_renderer.py` scores shape and colour on
+images drawn by matplotlib, a renderer the model never saw.
 Retrain with `python -m clipcls.zoo.train` (about an hour on 2 cores).
 
 ## Limits

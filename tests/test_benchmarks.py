@@ -1,0 +1,27 @@
+"""Smoke runs of every benchmark script at a tiny size, so none of them rots (no timing asserts)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SMOKE = {
+    "zeroshot.py": ["--n", "20"],
+    "foreign_renderer.py": ["--n", "2"],
+}
+
+
+@pytest.mark.parametrize("script", sorted(SMOKE))
+def test_benchmark_runs(script: str, tmp_path) -> None:  # noqa: ANN001
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *SMOKE[script]], capture_output=True,
+                         text=True, timeout=300, cwd=tmp_path, env={"CLIPCLS_CACHE": str(tmp_path / "c"), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "%" in out.stdout or "x" in out.stdout
+
+
+def test_every_benchmark_has_a_smoke_run() -> None:
+    assert {p.name for p in (REPO / "benchmarks").glob("*.py")} == set(SMOKE)

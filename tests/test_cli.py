@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from clipcls.cli import main
+from conftest import REPO, SHAPES_YAML
+
+SAMPLES = REPO / "taxonomies" / "samples"
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("CLIPCLS_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+def test_classify_jsonl_one_valid_row_per_image(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES), "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == len(list(SAMPLES.glob("*.png")))
+    for r in rows:
+        assert {"image", "label", "path", "confidence", "top_k", "metadata"} <= r.keys()
+        assert r["path"][0] == "shape" and all({"label", "score"} <= t.keys() for t in r["top_k"])
+    by_name = {Path(r["image"]).stem: r["label"] for r in rows}
+    assert by_name["red_star"] == "star" and by_name["green_circle"] == "circle"
+
+
+def test_unreadable_image_gets_an_error_row_and_exit_3(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = env / "imgs"
+    folder.mkdir()
+    shutil.copy(SAMPLES / "red_star.png", folder / "a.png")
+    (folder / "b.png").write_bytes(b"not an image")
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(folder), "--out", str(env / "o.jsonl")]) == 3
+    rows = [json.loads(x) for x in (env / "o.jsonl").read_text().splitlines()]
+    assert [("error" in r) for r in rows] == [False, True]
+    assert "b.png" in rows[1]["error"]
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(folder), "--fail-fast"]) == 2
+
+
+@pytest.mark.parametrize("fmt", ["csv", "table"])
+def test_other_formats(env: Path, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES / "red_star.png"), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    assert "star" in out
+    if fmt == "csv":
+        assert out.splitlines()[0].startswith("image,label,node,path")
+
+
+def test_malformed_taxonomy_exits_2_with_one_clear_message(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = env / "bad.yaml"
+    bad.write_text("root:\n  id: a\n  children:\n    - {id: b, lable: x}\n")
+    assert main(["classify", "--taxonomy", str(bad), str(SAMPLES)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "'lable'" in err and "did you mean" in err and "Traceback" not in err
+    assert main(["taxonomy", "validate", str(bad)]) == 2
+
+
+def test_add_class_from_cli_encodes_only_that_node(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tax = env / "shapes.yaml"
+    shutil.copy(SHAPES_YAML, tax)
+    assert main(["classify", "--taxonomy", str(tax), str(SAMPLES / "red_star.png"), "-v"]) == 0
+    assert "encoded 14 node(s)" in capsys.readouterr().err
+    assert main(["taxonomy", "add", str(tax), "octagon", "--parent", "polygon"]) == 0
+    assert "encoded 1 node(s)" in capsys.readouterr().err
+    assert main(["classify", "--taxonomy", str(tax), str(SAMPLES / "red_star.png"), "-v"]) == 0
+    captured = capsys.readouterr()
+    assert "encoded 0 node(s)" in captured.err
+    assert main(["taxonomy", "show", str(tax)]) == 0
+    assert "octagon" in capsys.readouterr().out
+    assert main(["taxonomy", "remove", str(tax), "octagon"]) == 0
+    assert "octagon" not in tax.read_text()
+
+
+def test_models_lists_the_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    assert "tinyclip-rn24.shapes_v1 (default)" in capsys.readouterr().out
+
+
+def test_missing_input_and_bad_model_exit_2(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(env / "nope")]) == 2
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES), "--model", "NoSuchNet"]) == 2
+    err = capsys.readouterr().err
+    assert "no such file" in err and "unknown model" in err and "Traceback" not in err
