@@ -22,6 +22,8 @@ from clipcls._errors import (
 )
 from clipcls._images import load_image
 from clipcls._index import TextIndex, default_cache_dir
+from clipcls._data import LabelledImages, load_labelled
+from clipcls._probes import Probes, load_probes, train_probes
 from clipcls._taxonomy import Node, Taxonomy, load_taxonomy, save_taxonomy
 from clipcls.zoo import DEFAULT_MODEL
 
@@ -36,12 +38,14 @@ __all__ = [
     "DataError",
     "Encoder",
     "ImageError",
+    "LabelledImages",
     "ModelError",
     "Node",
     "NotFittedError",
     "OpenClipEncoder",
     "Prediction",
     "ProbeError",
+    "Probes",
     "ScoredNode",
     "Taxonomy",
     "TaxonomyError",
@@ -50,6 +54,9 @@ __all__ = [
     "default_cache_dir",
     "list_models",
     "load_image",
+    "load_labelled",
+    "load_probes",
     "load_taxonomy",
     "save_taxonomy",
+    "train_probes",
 ]

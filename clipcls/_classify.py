@@ -24,12 +24,13 @@ from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
 from clipcls._images import ImageSource, describe, load_image
 from clipcls._index import SyncStats, TextIndex
+from clipcls._probes import Probes, check_compatible, serving_head, subtree_hash
 from clipcls._taxonomy import Node, Taxonomy, load_taxonomy, save_taxonomy
 
 log = logging.getLogger("clipcls")
 
-Strategy = Literal["topdown", "flat", "multilabel"]
-STRATEGIES: tuple[str, ...] = ("topdown", "flat", "multilabel")
+Strategy = Literal["topdown", "flat", "multilabel", "chils", "hybrid"]
+STRATEGIES: tuple[str, ...] = ("topdown", "flat", "multilabel", "chils", "hybrid")
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,16 @@ class Prediction:
 
 
 @dataclass(frozen=True)
+class _Head:
+    """A probe's serving head for one parent: logits ``x @ W.T + b`` over edges ``lo:lo+k``."""
+
+    lo: int
+    W: np.ndarray
+    b: np.ndarray
+    kind: str
+
+
+@dataclass(frozen=True)
 class _State:
     """An immutable snapshot: readers take it once, writers swap it whole."""
 
@@ -95,6 +106,7 @@ class _State:
     compiled: S.CompiledTaxonomy
     labels: tuple[str, ...]
     metadata: tuple[Mapping[str, Any], ...]
+    heads: tuple[_Head, ...] = ()
 
 
 class Classifier:
@@ -115,6 +127,12 @@ class Classifier:
         Divides the model's logit scale; fitted by ``clipcls calibrate``.
     multilabel_bias:
         Offset of the multilabel sigmoid (see :mod:`clipcls._strategies`).
+    hybrid_confidence:
+        Under ``strategy="hybrid"``, a flat answer whose top leaf probability
+        reaches this stands; less confident images go top-down.
+    thresholds:
+        Per-node thresholds (node id -> 0..1), e.g. from ``clipcls calibrate``;
+        they win over the taxonomy file's ``threshold`` fields.
     """
 
     def __init__(
@@ -129,6 +147,8 @@ class Classifier:
         workers: int = 4,
         temperature: float = 1.0,
         multilabel_bias: float = 1.0,
+        hybrid_confidence: float = 0.5,
+        thresholds: Mapping[str, float] | None = None,
         persist: bool = True,
     ) -> None:
         tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
@@ -139,10 +159,14 @@ class Classifier:
             raise ValueError(f"temperature must be positive, got {temperature!r}")
         self.temperature = float(temperature)
         self.multilabel_bias = float(multilabel_bias)
+        self.hybrid_confidence = float(hybrid_confidence)
+        self.node_thresholds: dict[str, float] = dict(thresholds or {})
+        self.cache_dir = cache_dir
         self.index = TextIndex(cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim, name=tax.name)
         self._persist = persist
         self._write_lock = threading.Lock()
         self.last_sync: SyncStats | None = None
+        self.probes: Probes | None = None
         self._state = self._build(tax.copy())
 
     # -- state ----------------------------------------------------------------------------
@@ -158,9 +182,43 @@ class Classifier:
     def _build(self, tax: Taxonomy) -> _State:
         nodes = list(tax.graph)
         self.last_sync = self.index.sync({n: tax.texts(n) for n in nodes}, self.encoder.encode_texts, persist=self._persist)
-        thresholds = np.array([np.nan if tax.node(n).threshold is None else tax.node(n).threshold for n in nodes], np.float32)
+        # A calibrated per-node threshold wins over the taxonomy file's, which wins over the global one.
+        own = {n: tax.node(n).threshold for n in nodes}
+        own.update({n: t for n, t in self.node_thresholds.items() if n in own})
+        thresholds = np.array([np.nan if own[n] is None else own[n] for n in nodes], np.float32)
         ct = S.compile_taxonomy(tax.graph, tax.root, self.index.matrix(nodes), nodes, thresholds)
-        return _State(tax, ct, tuple(tax.node(n).label for n in nodes), tuple(tax.node(n).metadata for n in nodes))
+        heads: list[_Head] = []
+        if self.probes is not None:
+            for h in self.probes.heads_:
+                if h.parent not in ct.index:
+                    continue  # removed since; check_compatible refuses this when probes are set
+                u = ct.index[h.parent]
+                lo, k = int(ct.first_edge[u]), int(ct.n_children[u])
+                kids = [ct.nodes[int(c)] for c in ct.edge_child[lo:lo + k]]
+                if not set(h.children) <= set(kids):
+                    continue
+                if h.subtrees and h.subtrees != subtree_hash(tax, h.children):
+                    log.info("clipcls: probe for %r is stale (classes added or removed below it); serving it zero-shot", h.parent)
+                    continue
+                W, b = serving_head(h, kids, ct.emb[ct.edge_child[lo:lo + k]], self.probes.scale_)
+                heads.append(_Head(lo, W, b, h.kind))
+        return _State(tax, ct, tuple(tax.node(n).label for n in nodes), tuple(tax.node(n).metadata for n in nodes),
+                      tuple(heads))
+
+    def set_probes(self, probes: Probes | None) -> Classifier:
+        """Serve fitted :class:`Probes` (or ``None`` for zero-shot); returns ``self``.
+
+        Raises :class:`ProbeError` when they were trained for another model
+        or taxonomy version.  Classes added later keep their zero-shot rows.
+        """
+        with self._write_lock:
+            if probes is not None:
+                check_compatible(probes, self)
+            self.probes = probes
+            tax = self._state.taxonomy
+            # The text index is in sync already, so this encodes nothing.
+            self._state = self._build(tax)
+        return self
 
     def _edit(self, change: Any, save: bool) -> Any:
         with self._write_lock:
@@ -237,6 +295,18 @@ class Classifier:
         out = [self._encode(items[i:i + self.batch_size]) for i in range(0, len(items), self.batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.encoder.embed_dim), np.float32)
 
+    def embed_files(self, paths: Sequence[str]) -> np.ndarray:
+        """Embeddings of image files through the persisted per-file cache (keyed by content hash).
+
+        Raises :class:`ImageError` for a file that cannot be decoded.
+        """
+        from clipcls._embcache import ImageEmbeddingCache
+
+        cache = ImageEmbeddingCache(self.cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim)
+        out = cache.embed(list(paths), self.embed)
+        self.last_images_encoded = cache.last_encoded
+        return out
+
     def iter_classify(self, images: Iterable[ImageSource], *, on_error: Literal["raise", "record"] = "raise",
                       **kw: Any) -> Iterator[Prediction]:
         """Stream predictions in input order, batch by batch.
@@ -306,33 +376,66 @@ class Classifier:
             out.extend(self._classify_chunk(st, X[lo:lo + step], names[lo:lo + step], strategy, thr, top_k, beam))
         return out
 
+    def _conditionals(self, st: _State, X: np.ndarray, sims: np.ndarray) -> np.ndarray:
+        """P(child | parent) per edge: zero-shot softmax, replaced by probe heads where fitted."""
+        ct = st.compiled
+        cond = S.edge_conditionals(ct, sims, self.scale)
+        for h in st.heads:
+            cond[:, h.lo:h.lo + len(h.b)] = S.softmax_rows((X @ h.W.T + h.b) / self.temperature)
+        return cond
+
     def _classify_chunk(self, st: _State, X: np.ndarray, names: Sequence[str], strategy: str, thr: float,
                         top_k: int, beam: int) -> list[Prediction]:
         ct = st.compiled
         sims = X @ ct.emb.T
         scale = self.scale
-        labels_out: list[tuple[ScoredNode, ...]] = [() for _ in range(len(X))]
-        if strategy == "flat":
-            p_leaf, marg = S.flat_marginals(ct, sims, scale)
-            final, paths, pscores = S.greedy_descent(ct, np.zeros((len(X), 0)), marg, thr)
-            leaf_scores, conf = p_leaf, marg[np.arange(len(X)), final]
-            leaf_ids = ct.leaves
-        elif strategy == "topdown":
-            cond = S.edge_conditionals(ct, sims, scale)
+        b = len(X)
+        rows = np.arange(b)
+        labels_out: list[tuple[ScoredNode, ...]] = [() for _ in range(b)]
+        if strategy == "multilabel":
+            overrides = [(h.lo, 1.0 / (1.0 + np.exp(-np.clip((X @ h.W.T + h.b) / self.temperature, -60, 60))))
+                         for h in st.heads if h.kind == "sigmoid"]
+            scores = S.multilabel_scores(ct, sims, scale, self.multilabel_bias, overrides)
+            final, paths, pscores = S.greedy_descent(ct, np.zeros((b, 0)), scores, thr)
+            conf = scores[rows, final]
+            leaf_scores = scores[:, ct.leaves]
+            for r in range(b):
+                labels_out[r] = tuple(self._scored(st, i, scores[r, i]) for i in _accepted(ct, scores[r], thr))
+        elif strategy == "flat" and not st.heads:
+            leaf_scores, marg = S.flat_marginals(ct, sims, scale)
+            final, paths, pscores = S.greedy_descent(ct, np.zeros((b, 0)), marg, thr)
+            conf = marg[rows, final]
+        elif strategy == "flat":
+            # With probes, leaf probabilities are the probes' joint path probabilities,
+            # so every ancestor still scores the sum of its leaves.
+            joint = S.joint_probabilities(ct, self._conditionals(st, X, sims))
+            final, paths, pscores = S.greedy_descent(ct, np.zeros((b, 0)), joint, thr)
+            leaf_scores, conf = joint[:, ct.leaves], joint[rows, final]
+        else:
+            # topdown, and CHiLS: each node is scored through its descendant leaves'
+            # prompts (their best similarity), not through its own.
+            node_sims = S.subtree_max(ct, sims) if strategy == "chils" else sims
+            cond = self._conditionals(st, X, node_sims)
             joint = S.joint_probabilities(ct, cond)
             if beam > 1:
                 final, paths, pscores = self._beam(ct, cond, beam, thr)
             else:
                 final, paths, pscores = S.greedy_descent(ct, cond, None, thr)
-            leaf_scores, leaf_ids = joint[:, ct.leaves], ct.leaves
-            conf = joint[np.arange(len(X)), final] if ct.is_tree else np.array([float(np.prod(s)) for s in pscores])
-        else:
-            scores = S.multilabel_scores(ct, sims, scale, self.multilabel_bias)
-            final, paths, pscores = S.greedy_descent(ct, np.zeros((len(X), 0)), scores, thr)
-            conf = scores[np.arange(len(X)), final]
-            leaf_scores, leaf_ids = scores[:, ct.leaves], ct.leaves
-            for r in range(len(X)):
-                labels_out[r] = tuple(self._scored(st, i, scores[r, i]) for i in _accepted(ct, scores[r], thr))
+            leaf_scores = joint[:, ct.leaves]
+            conf = joint[rows, final] if ct.is_tree else np.array([float(np.prod(s)) for s in pscores])
+            if strategy == "hybrid":
+                # Ge et al. (CVPR 2023): the hierarchy only for uncertain images; a
+                # confident flat answer (top leaf probability >= hybrid_confidence) stands.
+                p_leaf, marg = S.flat_marginals(ct, sims, scale)
+                sure = np.flatnonzero(p_leaf.max(1) >= self.hybrid_confidence)
+                if len(sure):
+                    f_final, f_paths, f_scores = S.greedy_descent(ct, np.zeros((len(sure), 0)), marg[sure], thr)
+                    final[sure] = f_final
+                    for j, r in enumerate(sure):
+                        paths[r], pscores[r] = f_paths[j], f_scores[j]
+                    conf[sure] = marg[sure, f_final]
+                    leaf_scores[sure] = p_leaf[sure]
+        leaf_ids = ct.leaves
         k = min(top_k, len(leaf_ids))
         top = np.argpartition(-leaf_scores, k - 1, axis=1)[:, :k] if k < len(leaf_ids) else np.tile(np.arange(len(leaf_ids)), (len(X), 1))
         preds = []

@@ -19,6 +19,7 @@ Scores per strategy:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import networkx as nx
@@ -145,14 +146,27 @@ def flat_marginals(ct: CompiledTaxonomy, sims: np.ndarray, scale: float) -> tupl
     return p_leaf, marg
 
 
-def multilabel_scores(ct: CompiledTaxonomy, sims: np.ndarray, scale: float, bias: float) -> np.ndarray:
-    """Independent sigmoid per node, centred on the mean similarity of its siblings."""
+def subtree_max(ct: CompiledTaxonomy, sims: np.ndarray) -> np.ndarray:
+    """Each node's best similarity over its descendant leaves (CHiLS: a parent seen through its children)."""
+    leaf = sims[:, ct.leaves]
+    return np.maximum.reduceat(leaf[:, ct.desc_leaf], ct.desc_start, axis=1)
+
+
+def multilabel_scores(ct: CompiledTaxonomy, sims: np.ndarray, scale: float, bias: float,
+                      overrides: Sequence[tuple[int, np.ndarray]] = ()) -> np.ndarray:
+    """Independent sigmoid per node, centred on the mean similarity of its siblings.
+
+    ``overrides`` replaces the edge probabilities of a parent's children,
+    ``(first edge, (B, k) probabilities)``, as fitted probes do.
+    """
     z = sims[:, ct.edge_child]
     if not z.shape[1]:
         return np.zeros_like(sims)
     gmean = np.add.reduceat(z, ct.group_start, axis=1) / ct.n_children[ct.group_parent]
     z = scale * (z - np.repeat(gmean, ct.n_children[ct.group_parent], axis=1)) - bias
     p_edge = 1.0 / (1.0 + np.exp(-z))
+    for lo, p in overrides:
+        p_edge[:, lo:lo + p.shape[1]] = p
     out = np.zeros_like(sims)
     out[:, ct.root] = 1.0
     # A node's score is its best route's edge score; in a tree, its only edge.

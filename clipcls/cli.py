@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 EXIT_OK, EXIT_USAGE, EXIT_PARTIAL = 0, 2, 3
+# Kept here rather than imported so `clipcls --help` stays fast; a test checks it matches.
+STRATEGY_CHOICES = ("topdown", "flat", "multilabel", "chils", "hybrid")
 CSV_FIELDS = ("image", "label", "node", "path", "confidence", "stopped_at", "top_k", "metadata", "error")
 
 
@@ -123,11 +125,10 @@ def cmd_classify(args: argparse.Namespace) -> int:
         s = clf.last_sync
         print(f"clipcls: text index: encoded {s.encoded} node(s) ({s.texts_encoded} texts), reused {s.reused}, "
               f"removed {s.removed}", file=sys.stderr)
-    probes = None
     if args.probes:
         from clipcls._probes import load_probes
 
-        probes = load_probes(args.probes, clf)
+        clf.set_probes(load_probes(args.probes, clf))
     out_path = Path(args.out) if args.out else None
     skip = _done_images(out_path, args.format) if (out_path and args.resume) else set()
     total = _count(args.inputs) - len(skip) if (args.progress or (sys.stderr.isatty() and not args.quiet)) else None
@@ -142,8 +143,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
     n_err = n = 0
     kw = dict(strategy=args.strategy, threshold=args.threshold, top_k=args.top_k, beam=args.beam)
     try:
-        stream = (probes.iter_classify(_sources(args.inputs, skip), **kw) if probes is not None
-                  else clf.iter_classify(_sources(args.inputs, skip), on_error="raise" if args.fail_fast else "record", **kw))
+        stream = clf.iter_classify(_sources(args.inputs, skip), on_error="raise" if args.fail_fast else "record", **kw)
         for pred in stream:
             d = pred.to_dict()
             n += 1
@@ -210,6 +210,26 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
             print(f"clipcls: text index: encoded {s.encoded} node(s) ({s.texts_encoded} texts), reused {s.reused}, "
                   f"removed {s.removed}", file=sys.stderr)
     print(f"{args.file}: {args.action} {args.id}: done")
+    return EXIT_OK
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    from clipcls._probes import train_probes
+    from clipcls._taxonomy import load_taxonomy
+
+    if args.steps < 10:
+        raise _InputError("--steps must be at least 10")
+    clf = _make_classifier(args, load_taxonomy(args.taxonomy))
+    probes, report = train_probes(clf, args.data, balance=not args.no_balance, mixup=args.mixup, seed=args.seed,
+                                  steps=args.steps)
+    out = Path(args.out) if args.out else Path(f"{Path(args.taxonomy).stem}.probes.safetensors")
+    probes.save(out)
+    print(f"{report['images']} labelled images ({report['encoded']} encoded, the rest from the cache), "
+          f"{report['classes']} classes, {'multi' if report['multilabel'] else 'single'}-label")
+    print("parent\tchildren\texamples\talpha\tlam\tsteps\tchosen by")
+    for h in report["heads"]:
+        print(f"{h['parent']}\t{h['children']}\t{h['n']}\t{h['alpha']:.2f}\t{h['lam']}\t{h['steps']}\t{h['selection']}")
+    print(f"wrote {out}; use it with `clipcls classify --probes {out} ...`")
     return EXIT_OK
 
 
@@ -285,7 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("classify", help="classify images and folders")
     p.add_argument("inputs", nargs="+", metavar="IMAGES_OR_FOLDERS")
     p.add_argument("--taxonomy", required=True, help="taxonomy file (YAML or JSON)")
-    p.add_argument("--strategy", choices=("topdown", "flat", "multilabel"), default="topdown")
+    p.add_argument("--strategy", choices=STRATEGY_CHOICES, default="topdown")
     p.add_argument("--threshold", type=_unit, default=None, help="score needed to go one level deeper (0..1)")
     p.add_argument("--top-k", type=_positive, default=5)
     p.add_argument("--beam", type=_positive, default=1, help="top-down beam width")
@@ -314,6 +334,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-index", action="store_true", help="edit the file only; the next classify encodes the change")
     _add_model_args(p)
     p.set_defaults(func=cmd_taxonomy)
+
+    p = sub.add_parser("probe", help="train linear probes on labelled images")
+    p.add_argument("action", choices=("train",))
+    p.add_argument("--taxonomy", required=True)
+    p.add_argument("--data", required=True, help="folder of class subfolders, or a CSV / JSONL manifest")
+    p.add_argument("--out", default=None, help="probes file (default: <taxonomy>.probes.safetensors)")
+    p.add_argument("--no-balance", action="store_true", help="do not weight classes by inverse frequency")
+    p.add_argument("--mixup", type=float, default=0.0, help="feature-level MixUp strength (0 = off)")
+    p.add_argument("--steps", type=_positive, default=1000)
+    p.add_argument("--seed", type=int, default=0)
+    _add_model_args(p)
+    p.set_defaults(func=cmd_probe)
 
     p = sub.add_parser("models", help="list models")
     p.add_argument("--all", action="store_true", help="also list open_clip's pretrained tags")

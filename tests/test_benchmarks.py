@@ -12,6 +12,7 @@ from conftest import REPO
 SMOKE = {
     "zeroshot.py": ["--n", "20"],
     "foreign_renderer.py": ["--n", "2"],
+    "probes.py": ["--seeds", "1", "--test", "30", "--no-digits"],
 }
 
 

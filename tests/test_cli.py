@@ -85,3 +85,34 @@ def test_missing_input_and_bad_model_exit_2(env: Path, capsys: pytest.CaptureFix
     assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES), "--model", "NoSuchNet"]) == 2
     err = capsys.readouterr().err
     assert "no such file" in err and "unknown model" in err and "Traceback" not in err
+
+
+def _labelled_folder(root: Path, per_shape: int, seed: int) -> Path:
+    from clipcls.zoo import synth
+
+    for k, shape in enumerate(synth.SHAPES):
+        (root / shape).mkdir(parents=True, exist_ok=True)
+        for i in range(per_shape):
+            synth.render(synth.make_scene(seed + k, i, n_objects=1, shape=shape)).save(root / shape / f"{i}.png")
+    return root
+
+
+def test_probe_train_then_classify_with_probes(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _labelled_folder(env / "data", 4, 900)
+    out = env / "p.safetensors"
+    args = ["probe", "train", "--taxonomy", str(SHAPES_YAML), "--data", str(data), "--out", str(out)]
+    assert main(args) == 0
+    first = capsys.readouterr().out
+    assert "40 labelled images (40 encoded" in first and "polygon" in first and out.exists()
+    assert main(args + ["--mixup", "0.2"]) == 0  # other settings: every embedding comes from the cache
+    assert "40 labelled images (0 encoded" in capsys.readouterr().out
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES / "red_star.png"), "--probes", str(out)]) == 0
+    assert json.loads(capsys.readouterr().out)["label"] == "star"
+    (data / "unicorn").mkdir()
+    (data / "unicorn" / "u.png").write_bytes((data / "star" / "0.png").read_bytes())
+    assert main(args) == 2
+    assert "'unicorn' is not a node" in capsys.readouterr().err
+    other = env / "colors.probes.safetensors"
+    assert main(["classify", "--taxonomy", str(REPO / "taxonomies" / "colors.yaml"), str(SAMPLES), "--probes", str(out)]) == 2
+    assert "trained for taxonomy 'shapes'" in capsys.readouterr().err
+    assert not other.exists()

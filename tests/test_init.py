@@ -4,9 +4,9 @@ import clipcls
 
 EXPECTED = {
     "DEFAULT_MODEL", "STRATEGIES", "CacheError", "Classifier", "ClipclsError", "DataError", "Encoder",
-    "ImageError", "ModelError", "Node", "NotFittedError", "OpenClipEncoder", "Prediction", "ProbeError",
+    "ImageError", "LabelledImages", "ModelError", "Node", "NotFittedError", "OpenClipEncoder", "Prediction", "ProbeError", "Probes",
     "ScoredNode", "Taxonomy", "TaxonomyError", "TextIndex", "__version__", "default_cache_dir",
-    "list_models", "load_image", "load_taxonomy", "save_taxonomy",
+    "list_models", "load_image", "load_labelled", "load_probes", "load_taxonomy", "save_taxonomy", "train_probes",
 }
 
 
