@@ -215,9 +215,13 @@ class Classifier:
             if probes is not None:
                 check_compatible(probes, self)
             self.probes = probes
-            tax = self._state.taxonomy
+        return self.refresh()
+
+    def refresh(self) -> Classifier:
+        """Recompile after changing probes, thresholds or temperature; encodes nothing. Returns ``self``."""
+        with self._write_lock:
             # The text index is in sync already, so this encodes nothing.
-            self._state = self._build(tax)
+            self._state = self._build(self._state.taxonomy)
         return self
 
     def _edit(self, change: Any, save: bool) -> Any:
@@ -387,7 +391,8 @@ class Classifier:
     def _classify_chunk(self, st: _State, X: np.ndarray, names: Sequence[str], strategy: str, thr: float,
                         top_k: int, beam: int) -> list[Prediction]:
         ct = st.compiled
-        sims = X @ ct.emb.T
+        # BLAS may hand back a column-major product; every step below works on rows.
+        sims = np.ascontiguousarray(X @ ct.emb.T)
         scale = self.scale
         b = len(X)
         rows = np.arange(b)
@@ -436,11 +441,10 @@ class Classifier:
                     conf[sure] = marg[sure, f_final]
                     leaf_scores[sure] = p_leaf[sure]
         leaf_ids = ct.leaves
-        k = min(top_k, len(leaf_ids))
-        top = np.argpartition(-leaf_scores, k - 1, axis=1)[:, :k] if k < len(leaf_ids) else np.tile(np.arange(len(leaf_ids)), (len(X), 1))
+        top = S.top_k_rows(leaf_scores, top_k)
         preds = []
         for r in range(len(X)):
-            order = top[r][np.argsort(-leaf_scores[r, top[r]], kind="stable")]
+            order = top[r]
             f = int(final[r])
             is_leaf = ct.n_children[f] == 0
             preds.append(Prediction(

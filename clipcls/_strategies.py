@@ -48,6 +48,8 @@ class CompiledTaxonomy:
     desc_leaf: np.ndarray  # concatenated leaf positions (into ``leaves``) below each node
     desc_start: np.ndarray  # (n,) offsets into desc_leaf
     thresholds: np.ndarray  # (n,) node threshold for deciding among its children, NaN = global
+    # Per level (top first): its edges, the start of each parent's run within them, those parents.
+    level_groups: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
 
     @property
     def n(self) -> int:
@@ -92,7 +94,14 @@ def compile_taxonomy(G: nx.DiGraph, root: str, emb: np.ndarray, nodes: list[str]
             parts = np.concatenate([desc[k] for k in kids])
             desc[i] = parts if is_tree else np.unique(parts)
     desc_start = np.cumsum([0] + [len(d) for d in desc[:-1]]).astype(np.int64)
+    level_groups = []
+    for edges in edge_levels:
+        # BFS order keeps each parent's children contiguous, also within one level.
+        par = ep[edges]
+        starts_l = np.flatnonzero(np.r_[True, par[1:] != par[:-1]]) if len(par) else np.zeros(0, np.int64)
+        level_groups.append((edges, starts_l, par[starts_l]))
     return CompiledTaxonomy(
+        level_groups=tuple(level_groups),
         nodes=tuple(nodes), index=index, emb=np.ascontiguousarray(emb, np.float32), root=index[root],
         edge_parent=ep, edge_child=ec, group_start=starts, group_parent=group_parent,
         first_edge=first_edge, n_children=n_children, edge_levels=edge_levels, is_tree=is_tree,
@@ -142,8 +151,36 @@ def joint_probabilities(ct: CompiledTaxonomy, cond: np.ndarray) -> np.ndarray:
 def flat_marginals(ct: CompiledTaxonomy, sims: np.ndarray, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """(leaf probabilities, per-node marginal = sum over descendant leaves)."""
     p_leaf = softmax_rows(scale * sims[:, ct.leaves])
-    marg = np.add.reduceat(p_leaf[:, ct.desc_leaf], ct.desc_start, axis=1)
+    if not ct.is_tree:
+        # A DAG leaf under two parents must count once per ancestor: sum over the explicit sets.
+        return p_leaf, np.add.reduceat(p_leaf[:, ct.desc_leaf], ct.desc_start, axis=1)
+    # In a tree, children sum into parents level by bottom-up level: O(edges), not O(leaves x depth).
+    marg = np.zeros((sims.shape[0], ct.n), np.float32)
+    marg[:, ct.leaves] = p_leaf
+    for edges, starts, parents in reversed(ct.level_groups):
+        marg[:, parents] = np.add.reduceat(marg[:, ct.edge_child[edges]], starts, axis=1)
     return p_leaf, marg
+
+
+def top_k_rows(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indices of each row's ``k`` highest scores, best first (ties: lower index first).
+
+    For small ``k`` a few argmax passes beat ``argpartition`` by several times on wide rows.
+    """
+    n = scores.shape[1]
+    k = min(k, n)
+    if k > 8:
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k] if k < n else np.tile(np.arange(n), (len(scores), 1))
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1, kind="stable")
+        return np.take_along_axis(top, order, 1)
+    work = np.array(scores, dtype=np.float64, order="C", copy=True)
+    rows = np.arange(len(work))
+    out = np.empty((len(work), k), np.int64)
+    for j in range(k):
+        best = work.argmax(1)
+        out[:, j] = best
+        work[rows, best] = -np.inf
+    return out
 
 
 def subtree_max(ct: CompiledTaxonomy, sims: np.ndarray) -> np.ndarray:

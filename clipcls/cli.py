@@ -103,14 +103,17 @@ def _count(inputs: Sequence[str]) -> int:
 def _make_classifier(args: argparse.Namespace, taxonomy: Any) -> Any:
     from clipcls._classify import Classifier
 
-    kw: dict[str, Any] = {}
-    if getattr(args, "calibration", None):
-        from clipcls._calibration import load_calibration
+    clf = Classifier(taxonomy, args.model, args.pretrained, cache_dir=args.cache_dir,
+                     batch_size=args.batch_size, workers=args.workers)
+    if getattr(args, "probes", None):
+        from clipcls._probes import load_probes
 
-        cal = load_calibration(args.calibration)
-        kw["temperature"] = cal.temperature
-    return Classifier(taxonomy, args.model, args.pretrained, cache_dir=args.cache_dir,
-                      batch_size=args.batch_size, workers=args.workers, **kw)
+        clf.set_probes(load_probes(args.probes, clf))
+    if getattr(args, "calibration", None):
+        from clipcls._calibration import apply_calibration, load_calibration
+
+        apply_calibration(clf, load_calibration(args.calibration, clf))
+    return clf
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -125,10 +128,6 @@ def cmd_classify(args: argparse.Namespace) -> int:
         s = clf.last_sync
         print(f"clipcls: text index: encoded {s.encoded} node(s) ({s.texts_encoded} texts), reused {s.reused}, "
               f"removed {s.removed}", file=sys.stderr)
-    if args.probes:
-        from clipcls._probes import load_probes
-
-        clf.set_probes(load_probes(args.probes, clf))
     out_path = Path(args.out) if args.out else None
     skip = _done_images(out_path, args.format) if (out_path and args.resume) else set()
     total = _count(args.inputs) - len(skip) if (args.progress or (sys.stderr.isatty() and not args.quiet)) else None
@@ -230,6 +229,78 @@ def cmd_probe(args: argparse.Namespace) -> int:
     for h in report["heads"]:
         print(f"{h['parent']}\t{h['children']}\t{h['n']}\t{h['alpha']:.2f}\t{h['lam']}\t{h['steps']}\t{h['selection']}")
     print(f"wrote {out}; use it with `clipcls classify --probes {out} ...`")
+    return EXIT_OK
+
+
+def _labelled(args: argparse.Namespace, clf: Any) -> tuple[Any, Any]:
+    from clipcls._data import load_labelled
+
+    ds = load_labelled(args.data, clf.taxonomy)
+    X = clf.embed_files(ds.paths)
+    print(f"{len(ds)} labelled images from {args.data} ({clf.last_images_encoded} encoded, the rest from the cache)")
+    return ds, X
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from clipcls._evaluate import evaluate
+    from clipcls._taxonomy import load_taxonomy
+
+    clf = _make_classifier(args, load_taxonomy(args.taxonomy))
+    ds, X = _labelled(args, clf)
+    counts = clf.probes.class_counts_ if clf.probes is not None else None
+    rep = evaluate(clf, X, ds.labels, paths=ds.paths, train_counts=counts, level=args.level)
+    print(rep.table())
+    print(f"\ntop-down ECE (15 bins): {100 * rep.ece:.2f}%")
+    if rep.multilabel is not None:
+        print(f"multi-label: mAP {100 * rep.multilabel['mAP']:.1f}%, macro F1 {100 * rep.multilabel['macro_f1']:.1f}%")
+    for c in rep.coverage:
+        print(f"threshold {c.threshold:<4g} coverage {100 * c.coverage:5.1f}%  leaf accuracy {100 * c.leaf_accuracy:5.1f}%")
+    for w in rep.warnings:
+        print(f"warning: {w}")
+    if args.report:
+        from clipcls._report import write_report
+
+        print(f"report: {write_report(rep, clf.taxonomy, args.report)}")
+    return EXIT_OK
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from clipcls._calibration import ece_of, fit_calibration
+    from clipcls._taxonomy import load_taxonomy
+
+    if not 0.0 <= args.holdout < 1.0:
+        raise _InputError("--holdout must be in [0, 1)")
+    if args.target_precision is not None and not 0.0 < args.target_precision <= 1.0:
+        raise _InputError("--target-precision must be in (0, 1]")
+    args.calibration = None
+    clf = _make_classifier(args, load_taxonomy(args.taxonomy))
+    ds, X = _labelled(args, clf)
+    if ds.multilabel:
+        raise _InputError("calibrate needs single-label data (one leaf per image)")
+    truth = [ls[0] for ls in ds.labels]
+    rng = np.random.default_rng(args.seed)
+    order = rng.permutation(len(truth))
+    n_check = int(round(args.holdout * len(truth)))
+    check, fit = order[:n_check], order[n_check:]
+    cal = fit_calibration(clf, X[fit], [truth[i] for i in fit], strategy=args.strategy,
+                          target_precision=args.target_precision)
+    print(f"temperature {cal.temperature:.3f} fitted on {len(fit)} images; ECE there {100 * cal.ece_before:.2f}% -> "
+          f"{100 * cal.ece_after:.2f}%")
+    if n_check:
+        before = ece_of(clf, X[check], [truth[i] for i in check], args.strategy)
+        saved = clf.temperature
+        clf.temperature = cal.temperature
+        after = ece_of(clf, X[check], [truth[i] for i in check], args.strategy)
+        clf.temperature = saved
+        print(f"on {n_check} held-out images: ECE {100 * before:.2f}% before, {100 * after:.2f}% after")
+    if cal.thresholds:
+        print("per-node thresholds for precision >= " + f"{args.target_precision:g}: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in cal.thresholds.items()))
+    out = Path(args.out) if args.out else Path(f"{Path(args.taxonomy).stem}.calibration.json")
+    cal.save(out)
+    print(f"wrote {out}; use it with `clipcls classify --calibration {out} ...`")
     return EXIT_OK
 
 
@@ -346,6 +417,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_model_args(p)
     p.set_defaults(func=cmd_probe)
+
+    p = sub.add_parser("eval", help="measure a taxonomy and model on labelled images, and write a report")
+    p.add_argument("--taxonomy", required=True)
+    p.add_argument("--data", required=True, help="folder of class subfolders, or a CSV / JSONL manifest")
+    p.add_argument("--probes", default=None)
+    p.add_argument("--calibration", default=None)
+    p.add_argument("--report", default=None, metavar="DIR", help="write DIR/index.html")
+    p.add_argument("--level", type=int, default=None, help="collapse the confusion matrix to this depth")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("calibrate", help="fit a temperature (and per-node thresholds) on held-out labelled images")
+    p.add_argument("--taxonomy", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--probes", default=None)
+    p.add_argument("--strategy", choices=("topdown", "flat", "chils", "hybrid"), default="topdown")
+    p.add_argument("--target-precision", type=float, default=None, help="also fit per-node thresholds for it")
+    p.add_argument("--holdout", type=float, default=0.0, help="share kept aside to report ECE before/after")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="default: <taxonomy>.calibration.json")
+    _add_model_args(p)
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("models", help="list models")
     p.add_argument("--all", action="store_true", help="also list open_clip's pretrained tags")

@@ -116,3 +116,23 @@ def test_probe_train_then_classify_with_probes(env: Path, capsys: pytest.Capture
     assert main(["classify", "--taxonomy", str(REPO / "taxonomies" / "colors.yaml"), str(SAMPLES), "--probes", str(out)]) == 2
     assert "trained for taxonomy 'shapes'" in capsys.readouterr().err
     assert not other.exists()
+
+
+def test_eval_prints_the_table_and_writes_a_report(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _labelled_folder(env / "data", 3, 910)
+    assert main(["eval", "--taxonomy", str(SHAPES_YAML), "--data", str(data), "--report", str(env / "rep")]) == 0
+    out = capsys.readouterr().out
+    assert "| topdown greedy |" in out and "| CHiLS |" in out and "ECE" in out
+    assert (env / "rep" / "index.html").stat().st_size > 10_000
+
+
+def test_calibrate_then_classify_with_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _labelled_folder(env / "data", 8, 920)
+    out = env / "cal.json"
+    assert main(["calibrate", "--taxonomy", str(SHAPES_YAML), "--data", str(data), "--holdout", "0.5",
+                 "--target-precision", "0.95", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "temperature" in text and "held-out images: ECE" in text and out.exists()
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES), "--calibration", str(out)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 8
+    assert main(["calibrate", "--taxonomy", str(SHAPES_YAML), "--data", str(data), "--holdout", "2"]) == 2
