@@ -22,8 +22,11 @@ from clipcls._errors import (
 )
 from clipcls._images import load_image
 from clipcls._index import TextIndex, default_cache_dir
+from clipcls._calibration import Calibration, apply_calibration, fit_calibration, load_calibration
 from clipcls._data import LabelledImages, load_labelled
+from clipcls._evaluate import EvalReport, evaluate
 from clipcls._probes import Probes, load_probes, train_probes
+from clipcls._report import write_report
 from clipcls._taxonomy import Node, Taxonomy, load_taxonomy, save_taxonomy
 from clipcls.zoo import DEFAULT_MODEL
 
@@ -31,6 +34,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_MODEL",
+    "Calibration",
+    "EvalReport",
     "STRATEGIES",
     "CacheError",
     "Classifier",
@@ -51,12 +56,17 @@ __all__ = [
     "TaxonomyError",
     "TextIndex",
     "__version__",
+    "apply_calibration",
     "default_cache_dir",
+    "evaluate",
+    "fit_calibration",
     "list_models",
+    "load_calibration",
     "load_image",
     "load_labelled",
     "load_probes",
     "load_taxonomy",
     "save_taxonomy",
     "train_probes",
+    "write_report",
 ]

@@ -30,6 +30,9 @@ COMPARED: tuple[tuple[str, str, int], ...] = (
     ("CHiLS", "chils", 1),
     ("hybrid", "hybrid", 1),
 )
+# Short names for ``evaluate(strategies=...)`` and ``clipcls eval --strategy``.
+SHORT_NAMES = {"flat": "flat", "topdown": "topdown greedy", "beam": "topdown beam 3", "bottomup": "bottom-up",
+               "chils": "CHiLS", "hybrid": "hybrid"}
 COVERAGE_THRESHOLDS = (0.0, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
@@ -118,8 +121,12 @@ def _run(clf: Classifier, X: np.ndarray, strategy: str, beam: int, n_leaves: int
 
 def evaluate(clf: Classifier, X: np.ndarray, labels: Sequence[Sequence[str]], *, paths: Sequence[str] | None = None,
              train_counts: Mapping[str, int] | None = None, level: int | None = None,
-             calibrated_temperature: float | None = None) -> EvalReport:
+             calibrated_temperature: float | None = None, strategies: Sequence[str] | None = None) -> EvalReport:
     """Measure ``clf`` on labelled embeddings ``X``.
+
+    ``strategies`` restricts the table to those of :data:`SHORT_NAMES`
+    (or their table names; default: all); top-down greedy always runs,
+    since the calibration and coverage figures are about it.
 
     Single-label data must be labelled with leaves.  ``train_counts`` (from a
     probe file) enables the distribution-shift check; ``level`` collapses the
@@ -144,9 +151,13 @@ def evaluate(clf: Classifier, X: np.ndarray, labels: Sequence[Sequence[str]], *,
     keep = y >= 0
     X, y, truth = X[keep], y[keep], [t for t, k in zip(truth, keep) if k]
     paths = [p for p, k in zip(paths, keep) if k] if paths is not None else None
+    unknown = sorted(set(strategies or ()) - set(SHORT_NAMES) - set(SHORT_NAMES.values()))
+    if unknown:
+        raise ValueError(f"unknown strategy name(s) {unknown}; choose from {', '.join(SHORT_NAMES)}")
+    wanted = {SHORT_NAMES.get(s, s) for s in strategies or SHORT_NAMES} | {"topdown greedy"}
     results = []
     main_preds = None
-    for name, strategy, beam in COMPARED:
+    for name, strategy, beam in (c for c in COMPARED if c[0] in wanted):
         preds, ms = _run(clf, X, strategy, beam, len(leaves))
         P = _leaf_matrix(clf, preds, leaves)
         # flat answers with its top leaf; bottom-up descends the summed scores from the root.
@@ -160,8 +171,7 @@ def evaluate(clf: Classifier, X: np.ndarray, labels: Sequence[Sequence[str]], *,
             top5=M.topk_accuracy(P, y, 5) if len(leaves) >= 5 else None,
             balanced=M.mean_per_class_recall(pred_idx, y), levels=tuple(M.level_accuracy(G, root, answer, truth)),
             h_precision=hp, h_recall=hr, h_f1=hf, severity=M.mistake_severity(G, root, answer, truth), ms_per_image=ms))
-    assert main_preds is not None
-    preds, P, answer = main_preds
+    preds, P, answer = main_preds  # type: ignore[misc]  # top-down greedy always runs
     correct = np.array([a == t for a, t in zip(answer, truth)])
     conf = np.array([p.confidence for p in preds])
     ece = M.expected_calibration_error(conf, correct)

@@ -248,7 +248,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     clf = _make_classifier(args, load_taxonomy(args.taxonomy))
     ds, X = _labelled(args, clf)
     counts = clf.probes.class_counts_ if clf.probes is not None else None
-    rep = evaluate(clf, X, ds.labels, paths=ds.paths, train_counts=counts, level=args.level)
+    rep = evaluate(clf, X, ds.labels, paths=ds.paths, train_counts=counts, level=args.level, strategies=args.strategy)
     print(rep.table())
     print(f"\ntop-down ECE (15 bins): {100 * rep.ece:.2f}%")
     if rep.multilabel is not None:
@@ -425,6 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", default=None)
     p.add_argument("--report", default=None, metavar="DIR", help="write DIR/index.html")
     p.add_argument("--level", type=int, default=None, help="collapse the confusion matrix to this depth")
+    p.add_argument("--strategy", action="append", default=None, choices=("flat", "topdown", "beam", "bottomup", "chils", "hybrid"),
+                   help="compare only these (repeatable; default: all); top-down greedy always runs")
     _add_model_args(p)
     p.set_defaults(func=cmd_eval)
 

@@ -124,6 +124,9 @@ def test_eval_prints_the_table_and_writes_a_report(env: Path, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert "| topdown greedy |" in out and "| CHiLS |" in out and "ECE" in out
     assert (env / "rep" / "index.html").stat().st_size > 10_000
+    assert main(["eval", "--taxonomy", str(SHAPES_YAML), "--data", str(data), "--strategy", "hybrid"]) == 0
+    out = capsys.readouterr().out
+    assert "| hybrid |" in out and "| CHiLS |" not in out
 
 
 def test_calibrate_then_classify_with_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:

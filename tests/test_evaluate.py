@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from clipcls import Classifier, DataError
-from clipcls._evaluate import COMPARED, evaluate
+from clipcls._evaluate import COMPARED, SHORT_NAMES, evaluate
 from clipcls.zoo import synth
 from conftest import SHAPES_YAML
 
@@ -57,3 +57,12 @@ def test_multilabel_data_gets_map_and_f1(setup) -> None:  # noqa: ANN001
     labels = [tuple(dict.fromkeys(o.shape for o in s.objects)) for s in scenes]
     rep = evaluate(clf, X, labels)
     assert rep.multilabel is not None and 0 < rep.multilabel["mAP"] <= 1
+
+
+def test_strategies_can_be_restricted_and_unknown_names_are_refused(setup) -> None:  # noqa: ANN001
+    clf, X, y = setup
+    rep = evaluate(clf, X[:40], y[:40], strategies=["flat", "chils"])
+    assert [s.name for s in rep.strategies] == ["flat", "topdown greedy", "CHiLS"]
+    assert set(SHORT_NAMES.values()) == {c[0] for c in COMPARED}
+    with pytest.raises(ValueError, match="unknown strategy"):
+        evaluate(clf, X[:40], y[:40], strategies=["nope"])
