@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import threading
@@ -180,6 +182,12 @@ class Classifier:
         return self.encoder.logit_scale / self.temperature
 
     def _build(self, tax: Taxonomy) -> _State:
+        # Building allocates a few objects per node and frees none; the cyclic GC's
+        # passes over them were 40% of a warm start at 20k nodes.
+        with _gc_paused():
+            return self._build_state(tax)
+
+    def _build_state(self, tax: Taxonomy) -> _State:
         nodes = list(tax.graph)
         self.last_sync = self.index.sync({n: tax.texts(n) for n in nodes}, self.encoder.encode_texts, persist=self._persist)
         # A calibrated per-node threshold wins over the taxonomy file's, which wins over the global one.
@@ -260,11 +268,12 @@ class Classifier:
     def _decoded(self, sources: Iterable[ImageSource]) -> Iterator[tuple[str, Any, str | None]]:
         """(name, preprocessed tensor or None, error) per source, decoded in parallel, in order."""
         pre = getattr(self.encoder, "preprocess", None)
+        min_size = getattr(self.encoder, "min_decode_size", None)
 
         def work(src: ImageSource) -> tuple[str, Any, str | None]:
             name = describe(src)
             try:
-                img = load_image(src)
+                img = load_image(src, min_size=min_size)
                 return name, (pre(img) if pre is not None else img), None
             except ImageError as e:
                 return name, None, str(e)
@@ -483,6 +492,17 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.taxonomy.name!r}, {len(self.taxonomy)} nodes, encoder={self.encoder!r})"
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _accepted(ct: S.CompiledTaxonomy, scores: np.ndarray, thr: float) -> list[int]:

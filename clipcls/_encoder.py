@@ -156,6 +156,7 @@ class OpenClipEncoder:
         device: str = "cpu",
         batch_size: int = 64,
         cache_dir: str | None = None,
+        exact_preprocess: bool = False,
     ) -> None:
         import torch  # deferred: importing torch costs ~1 s and only encoders need it
 
@@ -166,6 +167,10 @@ class OpenClipEncoder:
         self.name = model if pretrained is None else f"{model}:{pretrained}"
         self._lock = threading.Lock()
         self._model, self._preprocess, self._tokenizer, files = self._load(model, pretrained, cache_dir)
+        fast = None if exact_preprocess else FastPreprocess.from_transform(self._preprocess)
+        # The image side the preprocessing needs; lets the loader decode JPEGs at a reduced scale.
+        self.min_decode_size: int | None = fast.size if fast is not None else None
+        self._fast = fast
         self._model.eval().to(device)
         digest = hashlib.sha256()
         for f in files:
@@ -283,8 +288,13 @@ class OpenClipEncoder:
         return _stack(out, getattr(self, "embed_dim", 0))
 
     def preprocess(self, image: Image.Image):  # noqa: ANN201 - returns a torch tensor
-        """The model's own resize, crop and normalisation for one RGB image."""
-        return self._preprocess(image)
+        """The model's resize, crop and normalisation for one RGB image.
+
+        For open_clip's standard transform this is :class:`FastPreprocess`
+        (same steps, about 2x cheaper); ``exact_preprocess=True`` keeps the
+        model's own transform object.
+        """
+        return self._fast(image) if self._fast is not None else self._preprocess(image)
 
     def encode_pixels(self, pixels) -> np.ndarray:  # noqa: ANN001 - a (N, 3, H, W) tensor
         """Encode already preprocessed pixels; rows are L2-normalised float32."""
@@ -299,12 +309,62 @@ class OpenClipEncoder:
 
         out = []
         for i in range(0, len(images), self.batch_size):
-            batch = torch.stack([self._preprocess(im) for im in images[i:i + self.batch_size]])
+            batch = torch.stack([self.preprocess(im) for im in images[i:i + self.batch_size]])
             out.append(self.encode_pixels(batch))
         return _stack(out, self.embed_dim)
 
     def __repr__(self) -> str:
         return f"OpenClipEncoder({self.name!r}, fingerprint={self.fingerprint!r})"
+
+
+class FastPreprocess:
+    """open_clip's standard eval transform (shorter side resize, centre crop, normalise), cheaper.
+
+    The same steps as ``Resize(n) -> CenterCrop(n) -> ToTensor -> Normalize``
+    on a PIL image, with two savings measured on 256 px inputs on one core:
+    Pillow's ``reducing_gap=2`` (a box reduction by an integer factor before
+    the bicubic pass; 0.50 -> 0.30 ms) and one tensor op for the
+    normalisation.  Embeddings stay within cosine 0.999 of the exact
+    transform's (``tests/test_encoder.py`` checks it).  Any other transform
+    is left alone: :meth:`from_transform` returns ``None`` for it.
+    """
+
+    def __init__(self, size: int, interpolation: int, mean: Sequence[float], std: Sequence[float]) -> None:
+        import torch
+
+        self.size = int(size)
+        self.interpolation = interpolation
+        self._mean = torch.tensor(mean, dtype=torch.float32).view(3, 1, 1) * 255.0
+        self._std = torch.tensor(std, dtype=torch.float32).view(3, 1, 1) * 255.0
+
+    @classmethod
+    def from_transform(cls, transform: object) -> FastPreprocess | None:
+        """A fast twin of ``transform`` when it is open_clip's standard one, else ``None``."""
+        from torchvision.transforms import CenterCrop, Compose, InterpolationMode, Normalize, Resize
+
+        steps = list(getattr(transform, "transforms", [])) if isinstance(transform, Compose) else []
+        kinds = [type(t).__name__ for t in steps]
+        if len(steps) < 4 or not isinstance(steps[0], Resize) or not isinstance(steps[1], CenterCrop) \
+                or not isinstance(steps[-1], Normalize) or not set(kinds[2:-1]) <= {"MaybeConvertMode", "MaybeToTensor", "ToTensor", "function"}:
+            return None
+        resize, crop, norm = steps[0], steps[1], steps[-1]
+        size = resize.size[0] if isinstance(resize.size, (list, tuple)) and len(resize.size) == 1 else resize.size
+        pil = {InterpolationMode.BICUBIC: Image.BICUBIC, InterpolationMode.BILINEAR: Image.BILINEAR}.get(resize.interpolation)
+        if not isinstance(size, int) or pil is None or resize.max_size is not None or tuple(crop.size) != (size, size):
+            return None
+        return cls(size, pil, list(norm.mean), list(norm.std))
+
+    def __call__(self, image: Image.Image):  # noqa: ANN204 - a (3, size, size) float tensor
+        import torch
+
+        n = self.size
+        w, h = image.size
+        # torchvision's rounding: the shorter side becomes n, the longer one is truncated.
+        nw, nh = (n, int(n * h / w)) if w <= h else (int(n * w / h), n)
+        img = image.convert("RGB").resize((nw, nh), self.interpolation, reducing_gap=2.0)
+        left, top = int(round((nw - n) / 2.0)), int(round((nh - n) / 2.0))
+        arr = np.array(img.crop((left, top, left + n, top + n)), dtype=np.uint8)
+        return (torch.from_numpy(arr).permute(2, 0, 1).float() - self._mean) / self._std
 
 
 def _register_archs(open_clip) -> None:  # noqa: ANN001

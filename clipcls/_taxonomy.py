@@ -284,7 +284,8 @@ class Taxonomy:
 
     def node(self, node_id: str) -> Node:
         try:
-            return self.graph.nodes[node_id]["node"]
+            # The raw node dict, not the NodeView: _build calls this for every node.
+            return self.graph._node[node_id]["node"]
         except KeyError:
             raise TaxonomyError(f"{self._where()}: no node {node_id!r}{_did_you_mean(node_id, list(self.graph))}") from None
 

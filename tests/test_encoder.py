@@ -93,3 +93,29 @@ def test_folder_without_weights_is_refused(tmp_path: Path) -> None:
 
 def test_list_models_names_the_default() -> None:
     assert DEFAULT_MODEL in clipcls.list_models()
+
+
+def test_fast_preprocess_matches_the_model_transform(encoder: OpenClipEncoder) -> None:
+    import torch
+
+    from clipcls._encoder import FastPreprocess
+    from conftest import shape_images
+
+    fast = FastPreprocess.from_transform(encoder._preprocess)
+    assert fast is not None and encoder.min_decode_size == fast.size
+    imgs, _ = shape_images(3, size=224)
+    imgs += [im.resize((301, 157)) for im in imgs[:5]] + [im.resize((40, 90)) for im in imgs[5:8]]
+    for im in imgs[-8:]:
+        assert fast(im).shape == encoder._preprocess(im).shape
+    exact = encoder.encode_pixels(torch.stack([encoder._preprocess(im) for im in imgs]))
+    quick = encoder.encode_pixels(torch.stack([fast(im) for im in imgs]))
+    assert float(np.min(np.sum(exact * quick, axis=1))) > 0.999
+    # Without a size reduction there is nothing to approximate: the same pixels.
+    im = imgs[-1]
+    np.testing.assert_allclose(fast(im).numpy(), encoder._preprocess(im).numpy(), atol=1e-4)
+    assert FastPreprocess.from_transform(lambda im: im) is None
+
+
+def test_exact_preprocess_keeps_the_model_transform() -> None:
+    enc = OpenClipEncoder(exact_preprocess=True)
+    assert enc.min_decode_size is None and enc._fast is None

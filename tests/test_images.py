@@ -105,3 +105,12 @@ def test_iter_image_paths_walks_folders_sorted(tmp_path: Path) -> None:
         (tmp_path / name).write_bytes(b"x")
     got = [p.relative_to(tmp_path).as_posix() for p in iter_image_paths([tmp_path])]
     assert got == ["a.png", "b/1.JPG", "b/2.png"]
+
+
+def test_min_size_decodes_jpeg_at_a_reduced_scale_but_never_below_it() -> None:
+    big = Image.new("RGB", (1600, 900), (10, 200, 30))
+    data = png_bytes(big, "JPEG", quality=90)
+    small = load_image(data, min_size=64)
+    assert min(small.size) >= 64 and small.size[0] < 1600 and small.mode == "RGB"
+    assert load_image(data).size == (1600, 900)
+    assert load_image(png_bytes(big), min_size=64).size == (1600, 900)  # PNG has no reduced decode
