@@ -20,7 +20,7 @@ from clipcls._errors import (
     ProbeError,
     TaxonomyError,
 )
-from clipcls._images import load_image
+from clipcls._images import ImageLimits, load_image
 from clipcls._index import TextIndex, default_cache_dir
 from clipcls._calibration import Calibration, apply_calibration, fit_calibration, load_calibration
 from clipcls._data import LabelledImages, load_labelled
@@ -43,6 +43,7 @@ __all__ = [
     "DataError",
     "Encoder",
     "ImageError",
+    "ImageLimits",
     "LabelledImages",
     "ModelError",
     "Node",

@@ -24,7 +24,7 @@ from PIL import Image
 from clipcls import _strategies as S
 from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
-from clipcls._images import ImageSource, describe, load_image
+from clipcls._images import DEFAULT_LIMITS, ImageLimits, ImageSource, describe, load_image
 from clipcls._index import SyncStats, TextIndex
 from clipcls._probes import Probes, check_compatible, serving_head, subtree_hash
 from clipcls._taxonomy import Node, Taxonomy, load_taxonomy, save_taxonomy
@@ -135,6 +135,9 @@ class Classifier:
     thresholds:
         Per-node thresholds (node id -> 0..1), e.g. from ``clipcls calibrate``;
         they win over the taxonomy file's ``threshold`` fields.
+    image_limits:
+        Byte, pixel, truncation and format limits for image files
+        (:class:`ImageLimits`; the defaults suit untrusted files).
     """
 
     def __init__(
@@ -152,6 +155,7 @@ class Classifier:
         hybrid_confidence: float = 0.5,
         thresholds: Mapping[str, float] | None = None,
         persist: bool = True,
+        image_limits: ImageLimits = DEFAULT_LIMITS,
     ) -> None:
         tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
         self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size)
@@ -163,6 +167,7 @@ class Classifier:
         self.multilabel_bias = float(multilabel_bias)
         self.hybrid_confidence = float(hybrid_confidence)
         self.node_thresholds: dict[str, float] = dict(thresholds or {})
+        self.image_limits = image_limits
         self.cache_dir = cache_dir
         self.index = TextIndex(cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim, name=tax.name)
         self._persist = persist
@@ -273,7 +278,7 @@ class Classifier:
         def work(src: ImageSource) -> tuple[str, Any, str | None]:
             name = describe(src)
             try:
-                img = load_image(src, min_size=min_size)
+                img = load_image(src, min_size=min_size, limits=self.image_limits)
                 return name, (pre(img) if pre is not None else img), None
             except ImageError as e:
                 return name, None, str(e)

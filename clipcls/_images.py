@@ -1,14 +1,27 @@
 """Safe image loading: one path for files, bytes and PIL images.
 
-Every failure raises :class:`~clipcls.ImageError` naming the source and the
-reason.  EXIF orientation is applied and every mode becomes RGB.
+The contract of :func:`load_image`:
+
+* every failure raises :class:`~clipcls.ImageError` naming the source and the
+  reason, never another exception type, a crash or a hang;
+* only the decoders of :attr:`ImageLimits.formats` run (no EPS, which runs
+  Ghostscript, nor other rarely used ones); files over ``max_bytes`` are not
+  read, and images over ``max_pixels`` are refused from their header, before
+  any pixel is decoded (Pillow's own decompression-bomb check stays on too);
+* truncated files are refused unless ``allow_truncated``;
+* EXIF orientation 1-8 is applied; multi-frame files give their first frame;
+  every mode becomes RGB: 16-bit and float rescaled to 0..255 (not clipped),
+  CMYK and 1-bit converted, transparency (palette, LA, RGBA) composited on
+  :data:`BACKGROUND`.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import threading
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
@@ -23,6 +36,32 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
 MAX_BYTES = 64 * 1024 * 1024
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
+# Pillow's flag is global: flipping it for one allow_truncated decode must not race another.
+_TRUNCATED_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What :func:`load_image` accepts; the defaults suit untrusted files.
+
+    >>> ImageLimits(max_pixels=10_000_000).max_bytes == MAX_BYTES
+    True
+    """
+
+    max_bytes: int = MAX_BYTES
+    max_pixels: int = Image.MAX_IMAGE_PIXELS or 89_478_485
+    allow_truncated: bool = False
+    formats: tuple[str, ...] = ALLOWED_FORMATS
+
+    def __post_init__(self) -> None:
+        if self.max_bytes <= 0 or self.max_pixels <= 0:
+            raise ValueError("max_bytes and max_pixels must be positive")
+        unknown = [f for f in self.formats if f not in ALLOWED_FORMATS]
+        if unknown:
+            raise ValueError(f"formats {unknown} are not allowed; choose from {', '.join(ALLOWED_FORMATS)}")
+
+
+DEFAULT_LIMITS = ImageLimits()
 
 
 def describe(source: ImageSource) -> str:
@@ -60,7 +99,7 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(source: ImageSource, *, min_size: int | None = None) -> Image.Image:
+def load_image(source: ImageSource, *, min_size: int | None = None, limits: ImageLimits = DEFAULT_LIMITS) -> Image.Image:
     """Open ``source`` and return an RGB image with EXIF orientation applied.
 
     ``min_size`` lets a JPEG decode at a reduced DCT scale (Pillow's ``draft``)
@@ -78,18 +117,23 @@ def load_image(source: ImageSource, *, min_size: int | None = None) -> Image.Ima
             data = source
         else:
             size = os.path.getsize(source)
-            if size > MAX_BYTES:
-                raise ImageError(f"{name}: file is {size} bytes, over the {MAX_BYTES}-byte limit")
+            if size > limits.max_bytes:
+                raise ImageError(f"{name}: file is {size} bytes, over the {limits.max_bytes}-byte limit (ImageLimits.max_bytes)")
             with open(source, "rb") as f:
-                data = f.read()
+                data = f.read(limits.max_bytes + 1)
         if not data:
             raise ImageError(f"{name}: file is empty")
-        ImageFile.LOAD_TRUNCATED_IMAGES = False
-        with Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS) as img:
+        if len(data) > limits.max_bytes:
+            raise ImageError(f"{name}: {len(data)} bytes, over the {limits.max_bytes}-byte limit (ImageLimits.max_bytes)")
+        with Image.open(io.BytesIO(data), formats=limits.formats) as img:
+            w, h = img.size
+            if w * h > limits.max_pixels:
+                raise ImageError(f"{name}: {w}x{h} pixels, over the {limits.max_pixels}-pixel limit "
+                                 "(decompression-bomb guard; raise ImageLimits.max_pixels to accept it)")
             img.seek(0)
             if min_size and img.format == "JPEG":
                 img.draft("RGB", (min_size, min_size))
-            img.load()
+            _decode(img, limits.allow_truncated)
             return to_rgb(ImageOps.exif_transpose(img) or img)
     except ImageError:
         raise
@@ -101,6 +145,19 @@ def load_image(source: ImageSource, *, min_size: int | None = None) -> Image.Ima
         raise ImageError(f"{name}: too many pixels (decompression-bomb limit): {e}") from e
     except Exception as e:  # noqa: BLE001 - Pillow raises many types; callers get one
         raise ImageError(f"{name}: cannot read image ({type(e).__name__}: {e})") from e
+
+
+def _decode(img: Image.Image, allow_truncated: bool) -> None:
+    if not allow_truncated:
+        img.load()  # Pillow's default refuses truncated data
+        return
+    with _TRUNCATED_LOCK:
+        saved = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = True
+        try:
+            img.load()
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = saved
 
 
 def iter_image_paths(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:

@@ -399,10 +399,13 @@ def parse_text(text: str, path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as e:
             raise TaxonomyError(f"{path}: invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        except RecursionError:
+            raise TaxonomyError(f"{path}: JSON nesting is too deep for the parser; use the flat 'nodes' list "
+                                "with 'parent'") from None
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -410,6 +413,28 @@ def parse_text(text: str, path: Path) -> Any:
         raise TaxonomyError(f"{path}: invalid YAML{at}: {problem}") from None
     except RecursionError:
         raise TaxonomyError(f"{path}: YAML nesting is too deep for the parser; use the flat 'nodes' list with 'parent'") from None
+    # Anchors and aliases share objects, so a few lines can stand for billions of values.
+    if _expanded_size(doc, MAX_VALUES) > MAX_VALUES:
+        raise TaxonomyError(f"{path}: the YAML expands to more than {MAX_VALUES:,} values through its aliases (*name); "
+                            "write the values out instead of nesting aliases")
+    return doc
+
+
+MAX_VALUES = 5_000_000  # a 100k-node taxonomy with labels, synonyms and prompts stays far below
+
+
+def _expanded_size(doc: Any, limit: int) -> int:
+    """How many values ``doc`` holds with every shared object counted each time; stops past ``limit``."""
+    n, stack = 0, [doc]
+    while stack and n <= limit:
+        x = stack.pop()
+        n += 1
+        if isinstance(x, dict):
+            stack.extend(x.keys())
+            stack.extend(x.values())
+        elif isinstance(x, list):
+            stack.extend(x)
+    return n
 
 
 def save_taxonomy(tax: Taxonomy, path: str | os.PathLike[str] | None = None) -> Path:

@@ -191,3 +191,39 @@ def test_concurrent_classify_while_adding_classes(clf: Classifier, images) -> No
         t.join()
     assert not errors
     assert len(sizes) >= 1 and max(sizes) <= 15
+
+
+class HashEncoder:
+    """A cheap stand-in for a model: each text's vector is seeded by its hash. Exercises the engine, not CLIP."""
+
+    name, fingerprint, embed_dim, logit_scale = "hash", "hash-encoder-v1", 16, 50.0
+
+    def encode_texts(self, texts):  # noqa: ANN001, ANN201
+        import hashlib
+
+        out = np.stack([np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:12], 16)).normal(size=16)
+                        for t in texts]).astype(np.float32)
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+    def encode_images(self, images):  # noqa: ANN001, ANN201
+        raise NotImplementedError
+
+
+@pytest.mark.parametrize("shape", ["deep", "wide"])
+def test_very_deep_and_very_wide_trees_classify_without_recursion_errors(shape: str, tmp_path: Path) -> None:
+    if shape == "deep":  # 10,000 levels
+        nodes = [{"id": "n0"}] + [{"id": f"n{i}", "parent": f"n{i - 1}"} for i in range(1, 10_000)]
+        leaf = "n9999"
+    else:  # 100,000 children of the root
+        nodes = [{"id": "r"}] + [{"id": f"c{i}", "parent": "r"} for i in range(100_000)]
+        leaf = "c4242"
+    tax = Taxonomy.from_dict({"templates": ["{}"], "nodes": nodes})
+    clf = Classifier(tax, encoder=HashEncoder(), cache_dir=tmp_path, persist=False)
+    X = clf._state.compiled.emb[[clf._state.compiled.index[leaf]]]
+    for strategy in ("topdown", "flat", "multilabel"):
+        (p,) = clf.classify_embeddings(X, strategy=strategy, top_k=3)
+        assert p.ok and len(p.top_k) >= 1
+    (p,) = clf.classify_embeddings(X, strategy="topdown", beam=2)
+    assert p.node is not None
+    (p,) = clf.classify_embeddings(X, strategy="flat")
+    assert p.node == leaf and len(p.path) == (10_000 if shape == "deep" else 2)

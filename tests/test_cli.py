@@ -139,3 +139,63 @@ def test_calibrate_then_classify_with_it(env: Path, capsys: pytest.CaptureFixtur
     assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(SAMPLES), "--calibration", str(out)]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 8
     assert main(["calibrate", "--taxonomy", str(SHAPES_YAML), "--data", str(data), "--holdout", "2"]) == 2
+
+
+def _folder_with_broken(folder: Path, n: int, broken_every: int) -> tuple[int, int]:
+    """``n`` small PNGs, every ``broken_every``-th replaced by a bad file of a rotating kind."""
+    from clipcls.zoo import synth
+
+    folder.mkdir()
+    good = synth.render(synth.make_scene(5, 0), size=32)
+    buf = __import__("io").BytesIO()
+    good.save(buf, format="PNG")
+    png = buf.getvalue()
+    bad_kinds = [b"", b"not an image at all", png[:60], b"\x89PNG\r\n\x1a\n" + b"\0" * 40, png[: len(png) // 2]]
+    n_bad = 0
+    for i in range(n):
+        if i % broken_every == broken_every - 1:
+            (folder / f"{i:05d}.png").write_bytes(bad_kinds[n_bad % len(bad_kinds)])
+            n_bad += 1
+        else:
+            (folder / f"{i:05d}.png").write_bytes(png)
+    return n - n_bad, n_bad
+
+
+def test_a_thousand_images_with_five_percent_broken_lose_nothing(env: Path) -> None:
+    n_good, n_bad = _folder_with_broken(env / "imgs", 1000, 20)
+    assert (n_good, n_bad) == (950, 50)
+    out = env / "o.jsonl"
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(env / "imgs"), "--out", str(out), "-q"]) == 3
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 1000 and len({r["image"] for r in rows}) == 1000
+    assert sum("error" in r for r in rows) == 50 and sum("label" in r for r in rows) == 950
+
+
+def test_sigkill_then_resume_ends_with_exactly_one_row_per_image(env: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    n_good, n_bad = _folder_with_broken(env / "imgs", 600, 25)
+    out = env / "o.jsonl"
+    cmd = [sys.executable, "-c", "import sys; from clipcls.cli import main; sys.exit(main(sys.argv[1:]))",
+           "classify", "--taxonomy", str(SHAPES_YAML), str(env / "imgs"), "--out", str(out), "--batch-size", "8", "-q"]
+    proc = subprocess.Popen(cmd, env={**os.environ, "CLIPCLS_CACHE": str(env / "cache")})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") >= 40:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=30)
+    before = out.read_bytes().count(b"\n")
+    assert 40 <= before < 600, "the run should have been killed part-way"
+    assert main(["classify", "--taxonomy", str(SHAPES_YAML), str(env / "imgs"), "--out", str(out), "--resume", "-q"]) == 3
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    images = [r["image"] for r in rows]
+    assert len(images) == 600 and len(set(images)) == 600
+    assert sum("error" in r for r in rows) == n_bad

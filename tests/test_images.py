@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from clipcls import ImageError, load_image
@@ -114,3 +116,57 @@ def test_min_size_decodes_jpeg_at_a_reduced_scale_but_never_below_it() -> None:
     assert min(small.size) >= 64 and small.size[0] < 1600 and small.mode == "RGB"
     assert load_image(data).size == (1600, 900)
     assert load_image(png_bytes(big), min_size=64).size == (1600, 900)  # PNG has no reduced decode
+
+
+def test_limits_are_configurable(tmp_path: Path) -> None:
+    from clipcls import ImageLimits
+
+    img = Image.fromarray(np.random.default_rng(1).integers(0, 255, (60, 80, 3), dtype=np.uint8))
+    jpeg = png_bytes(img, "JPEG", quality=95)
+    with pytest.raises(ImageError, match="pixel limit"):
+        load_image(jpeg, limits=ImageLimits(max_pixels=80 * 60 - 1))
+    assert load_image(jpeg, limits=ImageLimits(max_pixels=80 * 60)).size == (80, 60)
+    p = tmp_path / "a.jpg"
+    p.write_bytes(jpeg)
+    with pytest.raises(ImageError, match="byte limit"):
+        load_image(p, limits=ImageLimits(max_bytes=len(jpeg) - 1))
+    with pytest.raises(ImageError, match="byte limit"):
+        load_image(jpeg, limits=ImageLimits(max_bytes=100))
+    cut = jpeg[: len(jpeg) * 2 // 3]
+    with pytest.raises(ImageError, match="truncated"):
+        load_image(cut)
+    assert load_image(cut, limits=ImageLimits(allow_truncated=True)).size == (80, 60)
+    with pytest.raises(ImageError):  # the default is back in force afterwards
+        load_image(cut)
+    with pytest.raises(ImageError, match="cannot read"):
+        load_image(png_bytes(img), limits=ImageLimits(formats=("JPEG",)))
+    with pytest.raises(ValueError, match="not allowed"):
+        ImageLimits(formats=("EPS",))
+
+
+def _valid_files() -> list[bytes]:
+    rng = np.random.default_rng(3)
+    img = Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8))
+    out = [png_bytes(img, f) for f in ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP")]
+    out += [png_bytes(img.convert("P"), "PNG", transparency=0), png_bytes(img.convert("CMYK"), "JPEG"),
+            png_bytes(img.convert("1"), "PNG"), png_bytes(img.convert("LA"), "PNG")]
+    return out
+
+
+VALID = _valid_files()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=st.sampled_from(range(len(VALID))), cut=st.integers(0, 4000),
+       flips=st.lists(st.tuples(st.integers(0, 4000), st.integers(0, 255)), max_size=8), junk=st.binary(max_size=64))
+def test_mutated_and_random_files_only_ever_raise_image_error(base: int, cut: int, flips: list, junk: bytes) -> None:
+    data = bytearray(VALID[base])
+    for pos, val in flips:
+        if data:
+            data[pos % len(data)] = val
+    data = bytes(data[: max(cut, 1)]) + junk if cut < len(data) else bytes(data) + junk
+    try:
+        img = load_image(data)
+    except ImageError:
+        return
+    assert img.mode == "RGB" and img.size[0] > 0

@@ -7,7 +7,7 @@ EXPECTED = {
     "ImageError", "LabelledImages", "ModelError", "Node", "NotFittedError", "OpenClipEncoder", "Prediction", "ProbeError", "Probes",
     "ScoredNode", "Taxonomy", "TaxonomyError", "TextIndex", "__version__", "default_cache_dir",
     "list_models", "load_image", "load_labelled", "load_probes", "load_taxonomy", "save_taxonomy", "train_probes",
-    "Calibration", "EvalReport", "apply_calibration", "evaluate", "fit_calibration", "load_calibration", "write_report",
+    "Calibration", "EvalReport", "apply_calibration", "evaluate", "fit_calibration", "load_calibration", "write_report", "ImageLimits",
 }
 
 

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import networkx as nx
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clipcls import Taxonomy, TaxonomyError, load_taxonomy, save_taxonomy
 from clipcls._taxonomy import (
@@ -150,3 +152,70 @@ def test_deep_and_wide_trees_load_without_recursion(tmp_path: Path) -> None:
     assert load_taxonomy(out) == tax
     wide = {"root": {"id": "r", "children": [{"id": f"c{i}"} for i in range(100_000)]}}
     assert len(Taxonomy.from_dict(wide).leaves()) == 100_000
+
+
+# -- property-based: whatever the file holds, only TaxonomyError comes out ---------------------
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True), st.text(max_size=6),
+                     st.sampled_from(["a", "b", "r", "{}", "a {}.", ""]))
+_keys = st.sampled_from(["id", "label", "synonyms", "prompts", "templates", "description", "threshold", "metadata",
+                         "children", "parent", "parents", "root", "nodes", "name", "version", "lable", "x"])
+_values = st.recursive(_scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                          st.dictionaries(_keys, inner, max_size=5)), max_leaves=25)
+
+
+def _only_taxonomy_errors(fn, *args: object) -> None:  # noqa: ANN001
+    try:
+        fn(*args)
+    except TaxonomyError:
+        pass
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=st.dictionaries(_keys, _values, max_size=6))
+def test_random_documents_raise_only_taxonomy_error(doc: dict) -> None:
+    _only_taxonomy_errors(Taxonomy.from_dict, doc)
+
+
+@settings(max_examples=150, deadline=None)
+@given(nodes=st.lists(st.fixed_dictionaries({"id": st.sampled_from("abcdefg")},
+                                            optional={"parent": st.sampled_from("abcdefgz"),
+                                                      "parents": st.lists(st.sampled_from("abcdefgz"), max_size=3),
+                                                      "label": _scalars, "threshold": _scalars}), max_size=8))
+def test_random_flat_graphs_raise_only_taxonomy_error(nodes: list) -> None:
+    # Cycles, several roots, unknown parents, duplicates and wrong types all land here.
+    _only_taxonomy_errors(Taxonomy.from_dict, {"nodes": nodes})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.one_of(st.text(max_size=200), st.binary(max_size=200).map(lambda b: b.decode("latin-1"))),
+       suffix=st.sampled_from([".yaml", ".json"]))
+def test_random_file_text_raises_only_taxonomy_error(tmp_path: Path, text: str, suffix: str) -> None:
+    p = tmp_path / f"t{suffix}"
+    p.write_text(text, encoding="utf-8")
+    _only_taxonomy_errors(load_taxonomy, p)
+
+
+def test_non_utf8_file_is_a_taxonomy_error(tmp_path: Path) -> None:
+    p = tmp_path / "t.yaml"
+    p.write_bytes(b"root:\n  id: \xff\xfe\n")
+    with pytest.raises(TaxonomyError, match="cannot read"):
+        load_taxonomy(p)
+
+
+def test_nesting_and_alias_bombs_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "deep.json").write_text("[" * 20000 + "]" * 20000)
+    with pytest.raises(TaxonomyError, match="nesting is too deep"):
+        load_taxonomy(tmp_path / "deep.json")
+    (tmp_path / "deep.yaml").write_text("[" * 20000 + "]" * 20000)
+    with pytest.raises(TaxonomyError, match="nesting is too deep"):
+        load_taxonomy(tmp_path / "deep.yaml")
+    # "Billion laughs": 9 levels of 9 aliases each would be 387M strings, from 11 lines.
+    lines = ["root:", "  id: r", "  metadata:", '    a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"    a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    (tmp_path / "bomb.yaml").write_text("\n".join(lines) + "\n")
+    with pytest.raises(TaxonomyError, match="expands to more than"):
+        load_taxonomy(tmp_path / "bomb.yaml")
+    # A modest alias is fine.
+    (tmp_path / "ok.yaml").write_text("templates: &t ['a photo of a {}.']\nroot:\n  id: r\n  children:\n"
+                                      "    - {id: a, templates: *t}\n    - {id: b, templates: *t}\n")
+    assert load_taxonomy(tmp_path / "ok.yaml").node("a").templates == ("a photo of a {}.",)
