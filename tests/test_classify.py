@@ -227,3 +227,22 @@ def test_very_deep_and_very_wide_trees_classify_without_recursion_errors(shape: 
     assert p.node is not None
     (p,) = clf.classify_embeddings(X, strategy="flat")
     assert p.node == leaf and len(p.path) == (10_000 if shape == "deep" else 2)
+
+
+def test_inputs_are_streamed_not_held(clf: Classifier) -> None:
+    import io
+    import itertools
+
+    buf = io.BytesIO()
+    synth.render(synth.make_scene(3, 0)).save(buf, format="PNG")
+    data, pulled = buf.getvalue(), [0]
+
+    def sources():  # noqa: ANN202 - 100,000 inputs, made only when asked for
+        for _ in range(100_000):
+            pulled[0] += 1
+            yield data
+
+    clf.batch_size = 8
+    first = list(itertools.islice(clf.iter_classify(sources()), 20))
+    assert len(first) == 20 and all(p.ok for p in first)
+    assert pulled[0] <= 20 + 3 * clf.batch_size  # a bounded window ahead, not the whole input

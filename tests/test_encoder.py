@@ -119,3 +119,16 @@ def test_fast_preprocess_matches_the_model_transform(encoder: OpenClipEncoder) -
 def test_exact_preprocess_keeps_the_model_transform() -> None:
     enc = OpenClipEncoder(exact_preprocess=True)
     assert enc.min_decode_size is None and enc._fast is None
+
+
+def test_corrupt_checkpoint_is_refused_with_a_model_error(tmp_path: Path) -> None:
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(EMBEDDED_MODELS[DEFAULT_MODEL], folder)
+    weights = folder / "open_clip_model.safetensors"
+    data = weights.read_bytes()
+    for bad in (data[: len(data) // 2], data[:8] + b'{"x": garbage' + data[21:4000], b""):
+        weights.write_bytes(bad)
+        with pytest.raises(ModelError, match="cannot load model"):
+            OpenClipEncoder(f"local-dir:{folder}")

@@ -118,3 +118,37 @@ def test_search_returns_nearest_nodes(tmp_path: Path) -> None:
     q = idx.matrix(["b"])
     _, names = idx.search(q, 2)
     assert names[0][0] == "b"
+
+
+def _killed_mid_write(cache: str, kill_at: int) -> None:
+    """Change one node, then die (os._exit: no cleanup, like SIGKILL) at the ``kill_at``-th os.replace."""
+    import os
+
+    import clipcls._index as ix
+
+    real, calls = os.replace, [0]
+
+    def replace(src, dst):  # noqa: ANN001, ANN202
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os._exit(9)
+        return real(src, dst)
+
+    ix.os.replace = replace  # type: ignore[assignment]
+    make(Path(cache)).sync({**TEXTS, "b": ["a wolf"]}, FakeEncoder())
+
+
+@pytest.mark.parametrize("kill_at", [1, 2])  # before the new index file lands; before the new manifest lands
+def test_a_process_killed_mid_write_leaves_the_previous_cache_valid(tmp_path: Path, kill_at: int) -> None:
+    enc = FakeEncoder()
+    idx = make(tmp_path)
+    idx.sync(TEXTS, enc)
+    before = idx.matrix(list(TEXTS))
+    p = mp.get_context("spawn").Process(target=_killed_mid_write, args=(str(tmp_path), kill_at))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 9
+    again = make(tmp_path)
+    stats = again.sync(TEXTS, FakeEncoder())
+    assert stats.encoded == 0 and not stats.rebuilt
+    np.testing.assert_array_equal(again.matrix(list(TEXTS)), before)
