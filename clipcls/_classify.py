@@ -120,6 +120,9 @@ class Classifier:
         A :class:`Taxonomy` or the path of a taxonomy file.
     model, pretrained:
         Any model :class:`OpenClipEncoder` accepts; default: the embedded model.
+    backend:
+        ``"torch"``, or ``"onnx"`` for the image tower on ONNX Runtime
+        (``pip install 'clipcls[onnx]'``; same embeddings within 1e-5).
     encoder:
         An already built encoder (shared between classifiers).
     cache_dir:
@@ -156,9 +159,11 @@ class Classifier:
         thresholds: Mapping[str, float] | None = None,
         persist: bool = True,
         image_limits: ImageLimits = DEFAULT_LIMITS,
+        backend: str = "torch",
     ) -> None:
         tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
-        self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size)
+        self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size,
+                                                                                   backend=backend)
         self.batch_size = int(batch_size)
         self.workers = max(1, int(workers))
         if not temperature > 0:

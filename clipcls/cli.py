@@ -108,7 +108,7 @@ def _make_classifier(args: argparse.Namespace, taxonomy: Any) -> Any:
     limits = ImageLimits(max_bytes=args.max_bytes or DEFAULT_LIMITS.max_bytes,
                          max_pixels=args.max_pixels or DEFAULT_LIMITS.max_pixels, allow_truncated=args.allow_truncated)
     clf = Classifier(taxonomy, args.model, args.pretrained, cache_dir=args.cache_dir,
-                     batch_size=args.batch_size, workers=args.workers, image_limits=limits)
+                     batch_size=args.batch_size, workers=args.workers, image_limits=limits, backend=args.backend)
     if getattr(args, "probes", None):
         from clipcls._probes import load_probes
 
@@ -370,6 +370,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache-dir", default=None, help="text-index cache (default $CLIPCLS_CACHE or ~/.cache/clipcls)")
     p.add_argument("--batch-size", type=_positive, default=64)
     p.add_argument("--workers", type=_positive, default=4, help="threads decoding images")
+    p.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                   help="run the image tower on torch or ONNX Runtime (pip install 'clipcls[onnx]')")
     p.add_argument("--max-pixels", type=_positive, default=None, help="refuse larger images (default: Pillow's ~89M)")
     p.add_argument("--max-bytes", type=_positive, default=None, help="refuse larger files (default: 64 MiB)")
     p.add_argument("--allow-truncated", action="store_true", help="decode truncated files instead of refusing them")

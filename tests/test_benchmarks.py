@@ -14,6 +14,9 @@ SMOKE = {
     "foreign_renderer.py": ["--n", "2"],
     "probes.py": ["--seeds", "1", "--test", "30", "--no-digits"],
     "engine.py": ["--images", "16", "--repeats", "1", "--sizes", "200"],
+    "pipeline.py": ["--images", "16", "--repeats", "1"],
+    "prompt_cache.py": ["--nodes", "200", "--repeats", "1"],
+    "backends.py": ["--images", "16", "--repeats", "1"],
 }
 
 
