@@ -11,7 +11,7 @@ Three ways over the same folder of JPEG and PNG files, interleaved, median of
 
 Target: clipcls reaches >= 90% of encoder-only images/s.
 
-    python benchmarks/pipeline.py [--images 512] [--size 256] [--repeats 3]
+    python benchmarks/pipeline.py [--images 512] [--size 256] [--repeats 3] [--files mixed|jpeg|png] [--backend torch|onnx]
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ import clipcls
 from _common import images
 
 
-def write_folder(folder: Path, n: int, size: int) -> list[str]:
-    """Half JPEG, half PNG, at ``size`` px: realistic files, not the model's 64 px."""
+def write_folder(folder: Path, n: int, size: int, kind: str = "mixed") -> list[str]:
+    """JPEG, PNG or half of each, at ``size`` px: realistic files, not the model's 64 px."""
     paths = []
     for i, im in enumerate(images(n, seed=21)):
         im = im.resize((size, size))
-        p = folder / (f"{i:05d}.jpg" if i % 2 else f"{i:05d}.png")
+        jpeg = kind == "jpeg" or (kind == "mixed" and i % 2)
+        p = folder / (f"{i:05d}.jpg" if jpeg else f"{i:05d}.png")
         im.save(p, quality=90) if p.suffix == ".jpg" else im.save(p)
         paths.append(str(p))
     return paths
@@ -45,11 +46,13 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=512)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--files", choices=("mixed", "jpeg", "png"), default="mixed")
+    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        paths = write_folder(Path(tmp), args.images, args.size)
+        paths = write_folder(Path(tmp), args.images, args.size, args.files)
         clf = clipcls.Classifier(Path(__file__).resolve().parent.parent / "taxonomies" / "shapes.yaml",
-                                 cache_dir=Path(tmp) / "cache")
+                                 cache_dir=Path(tmp) / "cache", backend=args.backend)
         enc = clf.encoder
         pixels = torch.stack([enc.preprocess(clipcls.load_image(p)) for p in paths])
 
@@ -75,7 +78,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 f()
                 t[k].append(time.perf_counter() - t0)
-        print(f"## Folder pipeline: {len(paths)} files ({args.size} px, half JPEG, half PNG), "
+        what = {"mixed": "half JPEG, half PNG", "jpeg": "JPEG", "png": "PNG"}[args.files]
+        print(f"## Folder pipeline: {len(paths)} files ({args.size} px, {what}), {args.backend} backend, "
               f"batch {clf.batch_size}, {torch.get_num_threads()} torch threads, median of {args.repeats}")
         print("| way | img/s | share of encoder-only |\n|---|---|---|")
         base = np.array(t["encoder only"])

@@ -1,7 +1,9 @@
 """The prompt cache on a WordNet-scale taxonomy (a generated tree of ``--nodes`` nodes, 10 children each).
 
-1. First build (every node's prompts encoded, FAISS index written) against a
-   warm start from the cache, in the same process.  Target: warm >= 50x faster.
+1. First build against a warm start from the cache, in the same process:
+   each loads the taxonomy file and builds a ``Classifier``; the first build
+   encodes every node's prompts and writes the FAISS index, the warm start
+   encodes nothing.  Target: warm >= 50x faster.
 2. Adding one class: ``Classifier.add_class`` against encoding that class's
    prompts alone.  Target: <= 2x, and no other node re-encoded.
 3. Cold process start to first prediction on a warm cache, in a fresh
@@ -35,7 +37,7 @@ import clipcls
 t.append(time.perf_counter())
 enc = clipcls.OpenClipEncoder()
 t.append(time.perf_counter())
-tax = clipcls.Taxonomy.from_dict(json.load(open(sys.argv[1])))
+tax = clipcls.load_taxonomy(sys.argv[1])
 t.append(time.perf_counter())
 clf = clipcls.Classifier(tax, encoder=enc, cache_dir=sys.argv[2])
 t.append(time.perf_counter())
@@ -54,22 +56,24 @@ def main() -> None:
     tax = deep_tree(args.nodes, name=f"wordnet-like-{args.nodes}")
     n_texts = sum(len(tax.texts(n)) for n in tax)
     with tempfile.TemporaryDirectory() as cache:
+        spec = Path(cache) / "tax.json"
+        spec.write_text(json.dumps(tax.to_dict()))
         t0 = time.perf_counter()
-        clf = clipcls.Classifier(tax, encoder=enc, cache_dir=cache)
+        clf = clipcls.Classifier(clipcls.load_taxonomy(spec), encoder=enc, cache_dir=cache)
         first = time.perf_counter() - t0
         if clf.last_sync.encoded != len(tax):
             raise RuntimeError("the first build did not encode every node")
         warm_stats = []
 
         def warm() -> None:
-            c = clipcls.Classifier(tax, encoder=enc, cache_dir=cache)
+            c = clipcls.Classifier(clipcls.load_taxonomy(spec), encoder=enc, cache_dir=cache)
             warm_stats.append(c.last_sync.encoded)
 
         w = median_time(warm, args.repeats)
         print(f"## Prompt cache, {len(tax)} nodes ({n_texts} prompts), embedded model, median of {args.repeats}")
         print("| step | seconds | ratio |\n|---|---|---|")
-        print(f"| first build (encode all, write index) | {first:.2f} | |")
-        print(f"| warm start (load index, encode nothing: {max(warm_stats)} encoded) | {w:.3f} | {first / w:.0f}x faster |")
+        print(f"| first build (load file, encode all, write index) | {first:.2f} | |")
+        print(f"| warm start (load file and index, {max(warm_stats)} encoded) | {w:.3f} | {first / w:.0f}x faster |")
 
         counter = iter(range(10**6))
         added: list[int] = []
@@ -85,8 +89,6 @@ def main() -> None:
         a, e = median_time(add, args.repeats), median_time(encode_alone, args.repeats)
         print(f"| add one class (nodes encoded: {max(added)}) | {a:.4f} | {a / e:.2f}x its prompts' encoding ({e:.4f} s) |")
 
-        spec = Path(cache) / "tax.json"
-        spec.write_text(json.dumps(tax.to_dict()))
         sample = REPO / "taxonomies" / "samples" / "red_star.png"
         runs = []
         for _ in range(max(1, args.repeats // 2)):
@@ -95,7 +97,7 @@ def main() -> None:
             runs.append(json.loads(out.stdout.splitlines()[-1]))
         st = np.median([r["stages"] for r in runs], axis=0)
         names = ["import clipcls (numpy, faiss, networkx)", "load the model (torch, open_clip, weights)",
-                 "parse the taxonomy", f"Classifier on the warm cache ({runs[0]['encoded']} encoded)",
+                 "load the taxonomy file", f"Classifier on the warm cache ({runs[0]['encoded']} encoded)",
                  "classify one image"]
         print(f"\n## Cold process start to first prediction, warm cache, median of {len(runs)} fresh processes")
         print("| stage | seconds |\n|---|---|")

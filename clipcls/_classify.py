@@ -8,8 +8,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import logging
 import os
 import threading
@@ -24,6 +22,7 @@ from PIL import Image
 from clipcls import _strategies as S
 from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
+from clipcls._gc import gc_paused
 from clipcls._images import DEFAULT_LIMITS, ImageLimits, ImageSource, describe, load_image
 from clipcls._index import SyncStats, TextIndex
 from clipcls._probes import Probes, check_compatible, serving_head, subtree_hash
@@ -179,7 +178,7 @@ class Classifier:
         self._write_lock = threading.Lock()
         self.last_sync: SyncStats | None = None
         self.probes: Probes | None = None
-        self._state = self._build(tax.copy())
+        self._state = self._build(tax)[0]
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -191,11 +190,14 @@ class Classifier:
     def scale(self) -> float:
         return self.encoder.logit_scale / self.temperature
 
-    def _build(self, tax: Taxonomy) -> _State:
-        # Building allocates a few objects per node and frees none; the cyclic GC's
-        # passes over them were 40% of a warm start at 20k nodes.
-        with _gc_paused():
-            return self._build_state(tax)
+    def _build(self, tax: Taxonomy, change: Any = None) -> tuple[_State, Any]:
+        """A state for a copy of ``tax`` after ``change(copy)``; returns (state, what change returned)."""
+        # Copying and building allocate a few objects per node and free none; the
+        # cyclic GC's passes over them were half of a warm start at 20k nodes.
+        with gc_paused():
+            tax = tax.copy()
+            result = change(tax) if change is not None else None
+            return self._build_state(tax), result
 
     def _build_state(self, tax: Taxonomy) -> _State:
         nodes = list(tax.graph)
@@ -239,14 +241,13 @@ class Classifier:
         """Recompile after changing probes, thresholds or temperature; encodes nothing. Returns ``self``."""
         with self._write_lock:
             # The text index is in sync already, so this encodes nothing.
-            self._state = self._build(self._state.taxonomy)
+            self._state = self._build(self._state.taxonomy)[0]
         return self
 
     def _edit(self, change: Any, save: bool) -> Any:
         with self._write_lock:
-            tax = self._state.taxonomy.copy()
-            result = change(tax)
-            state = self._build(tax)
+            state, result = self._build(self._state.taxonomy, change)
+            tax = state.taxonomy
             if save and tax.source is not None:
                 save_taxonomy(tax)
             self._state = state  # one reference swap: readers see old or new, never a mix
@@ -502,17 +503,6 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.taxonomy.name!r}, {len(self.taxonomy)} nodes, encoder={self.encoder!r})"
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _accepted(ct: S.CompiledTaxonomy, scores: np.ndarray, thr: float) -> list[int]:

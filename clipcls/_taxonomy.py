@@ -38,6 +38,7 @@ from typing import Any
 import networkx as nx
 
 from clipcls._errors import TaxonomyError
+from clipcls._gc import gc_paused
 from clipcls._prompts import DEFAULT_TEMPLATES, expand, text_hash
 
 NODE_KEYS = ("id", "label", "synonyms", "prompts", "templates", "description", "threshold", "metadata", "children", "parent", "parents")
@@ -389,7 +390,8 @@ def load_taxonomy(path: str | os.PathLike[str]) -> Taxonomy:
         raise TaxonomyError(f"{p}: no such taxonomy file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise TaxonomyError(f"{p}: cannot read taxonomy file ({e})") from None
-    return Taxonomy.from_dict(parse_text(text, p), source=p)
+    with gc_paused():
+        return Taxonomy.from_dict(parse_text(text, p), source=p)
 
 
 def parse_text(text: str, path: Path) -> Any:
@@ -533,7 +535,8 @@ def _parse_node(raw: Any, where: str) -> tuple[Node, list[Any], list[str]]:
     if not isinstance(metadata, Mapping):
         raise TaxonomyError(f"{where}: 'metadata' must be a mapping (got {type(metadata).__name__})")
     try:
-        json.dumps(metadata)
+        if metadata:  # json.dumps even of {} costs ~6 us, a fifth of parsing a 20k-node file
+            json.dumps(metadata)
     except (TypeError, ValueError):
         raise TaxonomyError(f"{where}: 'metadata' must hold only JSON values (strings, numbers, lists, mappings)") from None
     description = raw.get("description", "")
