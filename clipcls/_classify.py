@@ -183,7 +183,11 @@ class Classifier:
     # -- state ----------------------------------------------------------------------------
     @property
     def taxonomy(self) -> Taxonomy:
-        """The current taxonomy (a snapshot; edit through add/remove/rename_class)."""
+        """The current taxonomy; edit it through add/remove/rename_class.
+
+        An edit may change this object in place or replace it: ``.copy()`` it to
+        keep a version.
+        """
         return self._state.taxonomy
 
     @property
@@ -263,7 +267,36 @@ class Classifier:
         """
         fields = dict(label=label, synonyms=list(synonyms) if synonyms else None, prompts=list(prompts) if prompts else None,
                       description=description, threshold=threshold, metadata=dict(metadata) if metadata else None)
+        with self._write_lock:
+            st = self._state
+            ct = st.compiled
+            if (isinstance(parent, str) and ct.is_tree and parent in ct.index and ct.n_children[ct.index[parent]] > 0
+                    and node_id not in ct.index and self.probes is None):
+                return self._add_leaf(st, node_id, parent, fields, save)
+        # A leaf becoming a parent, a DAG, or probes whose edge offsets move: rebuild.
         return self._edit(lambda t: t.add_node(node_id, parent, **fields), save)
+
+    def _add_leaf(self, st: _State, node_id: str, parent: str, fields: dict[str, Any], save: bool) -> Node:
+        """The common edit, in time that does not grow with the taxonomy: no copy, no rehash, no recompile.
+
+        The taxonomy object is edited in place (and put back if anything fails);
+        classify calls never read it, only the compiled snapshot swapped in at the end.
+        """
+        tax = st.taxonomy
+        node = tax.add_node(node_id, parent, **fields)
+        try:
+            self.last_sync = self.index.add({node_id: tax.texts(node_id)}, self.encoder.encode_texts, persist=self._persist)
+            thr = self.node_thresholds.get(node_id, node.threshold)
+            ct = S.add_leaf(st.compiled, node_id, st.compiled.index[parent], self.index.matrix([node_id])[0],
+                            np.nan if thr is None else thr)
+            state = _State(tax, ct, st.labels + (node.label,), st.metadata + (node.metadata,), st.heads)
+            if save and tax.source is not None:
+                save_taxonomy(tax)
+        except BaseException:
+            tax.remove_node(node_id)
+            raise
+        self._state = state  # one reference swap: readers see old or new, never a mix
+        return node
 
     def remove_class(self, node_id: str, save: bool = True) -> list[str]:
         """Remove a class (and descendants left without a parent); returns removed ids."""

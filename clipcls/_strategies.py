@@ -19,6 +19,7 @@ Scores per strategy:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,6 +51,10 @@ class CompiledTaxonomy:
     thresholds: np.ndarray  # (n,) node threshold for deciding among its children, NaN = global
     # Per level (top first): its edges, the start of each parent's run within them, those parents.
     level_groups: tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...] = ()
+    node_level: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))  # (n,) longest-path depth
+    # ``emb`` is a view of the first n rows of this buffer; its spare rows let add_leaf append
+    # without copying every row (older snapshots never look past their own n).
+    emb_buffer: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -110,20 +115,87 @@ def compile_taxonomy(G: nx.DiGraph, root: str, emb: np.ndarray, nodes: list[str]
         else:
             desc[i] = sorted({x for k in kids_of[i] for x in desc[k]})
     desc_start = np.cumsum([0] + [len(d) for d in desc[:-1]]).astype(np.int64)
-    level_groups = []
-    for edges in edge_levels:
-        # BFS order keeps each parent's children contiguous, also within one level.
-        par = ep[edges]
-        starts_l = np.flatnonzero(np.r_[True, par[1:] != par[:-1]]) if len(par) else np.zeros(0, np.int64)
-        level_groups.append((edges, starts_l, par[starts_l]))
+    buffer = _grow(np.zeros((0, emb.shape[1]), np.float32), n)
+    buffer[:n] = emb
     return CompiledTaxonomy(
-        level_groups=tuple(level_groups),
-        nodes=tuple(nodes), index=index, emb=np.ascontiguousarray(emb, np.float32), root=index[root],
+        level_groups=_level_groups(ep, edge_levels), node_level=level, emb_buffer=buffer,
+        nodes=tuple(nodes), index=index, emb=buffer[:n], root=index[root],
         edge_parent=ep, edge_child=ec, group_start=starts, group_parent=group_parent,
         first_edge=first_edge, n_children=n_children, edge_levels=edge_levels, is_tree=is_tree,
         leaves=leaf_nodes, desc_leaf=np.fromiter((x for d in desc for x in d), np.int64),
         desc_start=desc_start, thresholds=thresholds,
     )
+
+
+def _grow(buffer: np.ndarray, n: int) -> np.ndarray:
+    """A buffer holding ``buffer``'s rows with room for ``n`` rows plus a quarter to spare."""
+    out = np.zeros((n + max(64, n // 4), buffer.shape[1]), np.float32)
+    out[:len(buffer)] = buffer
+    return out
+
+
+def _level_groups(ep: np.ndarray, edge_levels: tuple[np.ndarray, ...]) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], ...]:
+    out = []
+    for edges in edge_levels:
+        # BFS order keeps each parent's children contiguous, also within one level.
+        par = ep[edges]
+        starts_l = np.flatnonzero(np.r_[True, par[1:] != par[:-1]]) if len(par) else np.zeros(0, np.int64)
+        out.append((edges, starts_l, par[starts_l]))
+    return tuple(out)
+
+
+def add_leaf(ct: CompiledTaxonomy, node: str, parent: int, emb_row: np.ndarray, threshold: float) -> CompiledTaxonomy:
+    """``ct`` with a new leaf under ``parent``, equal to compiling the edited tree from scratch.
+
+    Costs O(edges) in numpy and O(depth) in Python, not a Python pass over every
+    node.  Only for trees whose ``parent`` already has children (a leaf turning
+    into a parent changes the leaf set: compile from scratch then).
+
+    >>> ct2 = add_leaf(ct, "octagon", ct.index["polygon"], row, float("nan"))  # doctest: +SKIP
+    """
+    if not ct.is_tree or ct.n_children[parent] == 0 or node in ct.index:
+        raise ValueError("add_leaf needs a tree, a parent with children, and a new node id")
+    n = ct.n
+    at = int(ct.first_edge[parent] + ct.n_children[parent])  # the new edge ends its parent's run
+    ep = np.insert(ct.edge_parent, at, parent)
+    ec = np.insert(ct.edge_child, at, n)
+    group_start = ct.group_start + (ct.group_start >= at)
+    first_edge = np.append(np.where(ct.first_edge >= at, ct.first_edge + 1, ct.first_edge), -1)
+    n_children = np.append(ct.n_children, 0)
+    n_children[parent] += 1
+    lv_new = int(ct.node_level[parent]) + 1
+    level = np.append(ct.node_level, lv_new)
+    # Edge indices from ``at`` on move up by one; the new edge joins its level, kept sorted.
+    edge_levels = tuple(np.insert(e + (e >= at), np.searchsorted(e, at), at) if lv == lv_new else e + (e >= at)
+                        for lv, e in enumerate(ct.edge_levels, start=1))
+    # Every ancestor's range lists its children's ranges in edge order, so the new leaf sits
+    # at the same offset within the path child's block as within that child's own range.
+    lengths = np.diff(np.append(ct.desc_start, len(ct.desc_leaf)))
+    new_pos = len(ct.leaves)
+    rel = int(lengths[parent])  # the end of the parent's own range
+    cuts = [int(ct.desc_start[parent]) + rel]
+    child = parent
+    while child != ct.root:
+        edge = int(np.flatnonzero(ct.edge_child == child)[0])
+        up = int(ct.edge_parent[edge])
+        lo = int(ct.first_edge[up])
+        rel += int(lengths[ct.edge_child[lo:edge]].sum())
+        cuts.append(int(ct.desc_start[up]) + rel)
+        child = up
+    cuts_sorted = np.sort(np.array(cuts, np.int64))
+    desc_leaf = np.append(np.insert(ct.desc_leaf, cuts_sorted, new_pos), new_pos)
+    desc_start = ct.desc_start + np.searchsorted(cuts_sorted, ct.desc_start, side="right")
+    desc_start = np.append(desc_start, len(desc_leaf) - 1)
+    buffer = ct.emb_buffer if ct.emb_buffer is not None and len(ct.emb_buffer) > n else _grow(ct.emb, n + 1)
+    buffer[n] = emb_row
+    index = dict(ct.index)
+    index[node] = n
+    return dataclasses.replace(
+        ct, nodes=ct.nodes + (node,), index=index, emb=buffer[:n + 1], emb_buffer=buffer,
+        edge_parent=ep, edge_child=ec, group_start=group_start, first_edge=first_edge, n_children=n_children,
+        edge_levels=edge_levels, level_groups=_level_groups(ep, edge_levels), node_level=level,
+        leaves=np.append(ct.leaves, n), desc_leaf=desc_leaf, desc_start=desc_start,
+        thresholds=np.append(ct.thresholds, np.float32(threshold)))
 
 
 def chunk_size(ct: CompiledTaxonomy) -> int:

@@ -246,3 +246,30 @@ def test_inputs_are_streamed_not_held(clf: Classifier) -> None:
     first = list(itertools.islice(clf.iter_classify(sources()), 20))
     assert len(first) == 20 and all(p.ok for p in first)
     assert pulled[0] <= 20 + 3 * clf.batch_size  # a bounded window ahead, not the whole input
+
+
+def test_fast_add_matches_a_classifier_built_from_scratch_and_rolls_back_on_failure(encoder, cache_dir: Path,
+                                                                                      images) -> None:  # noqa: ANN001
+    clf = Classifier(SHAPES_YAML, encoder=encoder, cache_dir=cache_dir, persist=False)
+    before = clf._state.compiled
+    clf.add_class("octagon", parent="polygon", save=False)
+    clf.add_class("oval", parent="round", synonyms=["egg shape"], save=False)
+    assert clf._state.compiled is not before and before.n == clf._state.compiled.n - 2  # old snapshot untouched
+    fresh = Classifier(clf.taxonomy.copy(), encoder=encoder, cache_dir=cache_dir, persist=False)
+    X = clf.embed(images[0][:20])
+    for strategy in ("topdown", "flat", "multilabel", "chils"):
+        a = clf.classify_embeddings(X, strategy=strategy, top_k=12)
+        b = fresh.classify_embeddings(X, strategy=strategy, top_k=12)
+        assert [(p.node, p.path, [s.id for s in p.top_k]) for p in a] == [(p.node, p.path, [s.id for s in p.top_k]) for p in b]
+        np.testing.assert_allclose([p.confidence for p in a], [p.confidence for p in b], rtol=1e-5)
+
+    class Broken(CountingEncoder):
+        def encode_texts(self, texts):  # noqa: ANN001, ANN202
+            raise RuntimeError("encoder down")
+
+    clf.encoder = Broken(encoder)
+    n = len(clf.taxonomy)
+    with pytest.raises(RuntimeError, match="encoder down"):
+        clf.add_class("kite", parent="polygon", save=False)
+    assert "kite" not in clf.taxonomy and len(clf.taxonomy) == n
+    assert "kite" not in clf._state.compiled.index

@@ -120,11 +120,14 @@ def test_search_returns_nearest_nodes(tmp_path: Path) -> None:
     assert names[0][0] == "b"
 
 
-def _killed_mid_write(cache: str, kill_at: int) -> None:
+def _killed_mid_write(cache: str, kill_at: int, full: bool) -> None:
     """Change one node, then die (os._exit: no cleanup, like SIGKILL) at the ``kill_at``-th os.replace."""
     import os
 
     import clipcls._index as ix
+
+    if full:
+        ix.MAX_DELTA_NODES = 0  # write the whole index, not a delta
 
     real, calls = os.replace, [0]
 
@@ -138,13 +141,14 @@ def _killed_mid_write(cache: str, kill_at: int) -> None:
     make(Path(cache)).sync({**TEXTS, "b": ["a wolf"]}, FakeEncoder())
 
 
-@pytest.mark.parametrize("kill_at", [1, 2])  # before the new index file lands; before the new manifest lands
-def test_a_process_killed_mid_write_leaves_the_previous_cache_valid(tmp_path: Path, kill_at: int) -> None:
+# A delta write has one os.replace; a full write has two: the new index file, then the new manifest.
+@pytest.mark.parametrize(("full", "kill_at"), [(False, 1), (True, 1), (True, 2)])
+def test_a_process_killed_mid_write_leaves_the_previous_cache_valid(tmp_path: Path, full: bool, kill_at: int) -> None:
     enc = FakeEncoder()
     idx = make(tmp_path)
     idx.sync(TEXTS, enc)
     before = idx.matrix(list(TEXTS))
-    p = mp.get_context("spawn").Process(target=_killed_mid_write, args=(str(tmp_path), kill_at))
+    p = mp.get_context("spawn").Process(target=_killed_mid_write, args=(str(tmp_path), kill_at, full))
     p.start()
     p.join(60)
     assert p.exitcode == 9
@@ -152,3 +156,54 @@ def test_a_process_killed_mid_write_leaves_the_previous_cache_valid(tmp_path: Pa
     stats = again.sync(TEXTS, FakeEncoder())
     assert stats.encoded == 0 and not stats.rebuilt
     np.testing.assert_array_equal(again.matrix(list(TEXTS)), before)
+
+
+def test_small_changes_are_deltas_then_compacted(tmp_path: Path) -> None:
+    import clipcls._index as ix
+
+    idx = make(tmp_path)
+    idx.sync(TEXTS, FakeEncoder())
+    base = json.loads(idx.manifest_path.read_text())["index_file"]
+    texts = dict(TEXTS)
+    for i in range(ix.MAX_DELTAS):
+        texts[f"new{i}"] = [f"a thing number {i}"]
+        if i == 3:
+            del texts["c"]
+        idx.sync(texts, FakeEncoder())
+    assert len(list(idx.dir.glob("delta-*.json"))) == ix.MAX_DELTAS
+    assert json.loads(idx.manifest_path.read_text())["index_file"] == base  # the big file was not rewritten
+    again = make(tmp_path)
+    assert again.sync(texts, FakeEncoder()).encoded == 0 and len(again) == len(texts)
+    np.testing.assert_array_equal(again.matrix(sorted(texts)), idx.matrix(sorted(texts)))
+    texts["one_more"] = ["x"]
+    idx.sync(texts, FakeEncoder())  # past MAX_DELTAS: the whole index is written, the deltas go
+    assert not list(idx.dir.glob("delta-*.json"))
+    assert make(tmp_path).sync(texts, FakeEncoder()).encoded == 0
+
+
+def test_a_corrupt_delta_is_ignored_with_a_warning_and_its_nodes_reencoded(tmp_path: Path,
+                                                                            caplog: pytest.LogCaptureFixture) -> None:
+    idx = make(tmp_path)
+    idx.sync(TEXTS, FakeEncoder())
+    idx.sync({**TEXTS, "d": ["a hen"]}, FakeEncoder())
+    idx.sync({**TEXTS, "d": ["a hen"], "e": ["an owl"]}, FakeEncoder())
+    first = sorted(idx.dir.glob("delta-*.json"))[0]
+    first.write_text(first.read_text().replace('"base"', '"bass"'))
+    enc = FakeEncoder()
+    s = make(tmp_path).sync({**TEXTS, "d": ["a hen"], "e": ["an owl"]}, enc)
+    assert "unusable" in caplog.text
+    assert s.encoded == 2 and sorted(t for c in enc.calls for t in c) == ["a hen", "an owl"]
+    assert not list(idx.dir.glob("delta-*.json"))  # the re-encode compacted them away
+    assert make(tmp_path).sync({**TEXTS, "d": ["a hen"], "e": ["an owl"]}, FakeEncoder()).encoded == 0
+
+
+def test_add_touches_only_the_given_nodes(tmp_path: Path) -> None:
+    idx = make(tmp_path)
+    idx.sync(TEXTS, FakeEncoder())
+    enc = FakeEncoder()
+    s = idx.add({"d": ["a hen", "a chicken"]}, enc)
+    assert (s.encoded, s.texts_encoded) == (1, 2) and enc.n_texts == 2 and len(idx) == 4
+    assert idx.add({"d": ["a hen", "a chicken"]}, enc).reused == 4 and enc.n_texts == 2  # unchanged: reused
+    again = make(tmp_path)
+    assert again.sync({**TEXTS, "d": ["a hen", "a chicken"]}, FakeEncoder()).encoded == 0
+    np.testing.assert_array_equal(again.matrix(["d"]), idx.matrix(["d"]))

@@ -3,6 +3,8 @@ from __future__ import annotations
 import networkx as nx
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from clipcls import _strategies as S
 
@@ -107,3 +109,54 @@ def test_multilabel_scores_are_sigmoids_with_root_one() -> None:
     sc = S.multilabel_scores(ct, sims(ct), 20.0, 1.0)
     assert np.all((sc >= 0) & (sc <= 1))
     np.testing.assert_allclose(sc[:, ct.root], 1.0)
+
+
+def _same_compiled(a: S.CompiledTaxonomy, b: S.CompiledTaxonomy) -> None:
+    assert a.nodes == b.nodes and a.index == b.index and a.root == b.root and a.is_tree == b.is_tree
+    for f in ("emb", "edge_parent", "edge_child", "group_start", "group_parent", "first_edge", "n_children", "leaves",
+              "desc_leaf", "desc_start", "thresholds", "node_level"):
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f), err_msg=f)
+    assert len(a.edge_levels) == len(b.edge_levels) and len(a.level_groups) == len(b.level_groups)
+    for x, y in zip(a.edge_levels, b.edge_levels):
+        np.testing.assert_array_equal(x, y)
+    for gx, gy in zip(a.level_groups, b.level_groups):
+        for x, y in zip(gx, gy):
+            np.testing.assert_array_equal(x, y)
+
+
+@settings(max_examples=150, deadline=None)
+@given(parents=st.lists(st.integers(0, 10**6), min_size=2, max_size=40), pick=st.integers(0, 10**6),
+       adds=st.integers(1, 4))
+def test_add_leaf_equals_compiling_from_scratch(parents: list[int], pick: int, adds: int) -> None:
+    # A random tree: node i + 1 hangs under one of nodes 0..i.
+    G = nx.DiGraph()
+    G.add_node("n0")
+    for i, p in enumerate(parents):
+        G.add_edge(f"n{p % (i + 1)}", f"n{i + 1}")
+    rng = np.random.default_rng(pick)
+    ct = compiled(G, "n0", seed=pick % 97)
+    ct.thresholds[:] = rng.uniform(size=ct.n)
+    for k in range(adds):
+        internal = [ct.nodes[i] for i in range(ct.n) if ct.n_children[i] > 0]
+        parent = internal[(pick + k) % len(internal)]
+        row = rng.normal(size=ct.emb.shape[1]).astype(np.float32)
+        thr = float(rng.uniform())
+        ct = S.add_leaf(ct, f"new{k}", ct.index[parent], row, thr)
+        G.add_edge(parent, f"new{k}")
+        full = S.compile_taxonomy(G, "n0", ct.emb.copy(), list(G), ct.thresholds.copy())
+        _same_compiled(ct, full)
+    # The snapshot before the adds still reads its own rows only.
+    assert ct.emb.shape[0] == ct.n
+
+
+def test_add_leaf_refuses_what_needs_a_full_compile() -> None:
+    ct = compiled(TREE, "r")
+    row = np.zeros(ct.emb.shape[1], np.float32)
+    with pytest.raises(ValueError):
+        S.add_leaf(ct, "x", ct.index["a1"], row, np.nan)  # a leaf would become a parent
+    with pytest.raises(ValueError):
+        S.add_leaf(compiled(DAG, "r"), "q", 1, row, np.nan)
+    before = ct
+    after = S.add_leaf(ct, "a4", ct.index["a"], row + 1, np.nan)
+    assert before.emb.shape[0] == before.n and after.emb.shape[0] == before.n + 1
+    np.testing.assert_array_equal(after.emb[:before.n], before.emb)
