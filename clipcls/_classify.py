@@ -178,7 +178,8 @@ class Classifier:
         self._write_lock = threading.Lock()
         self.last_sync: SyncStats | None = None
         self.probes: Probes | None = None
-        self._state = self._build(tax)[0]
+        # A taxonomy we loaded ourselves is ours alone; one passed in is copied, so the caller's edits stay theirs.
+        self._state = self._build(tax, copy=isinstance(taxonomy, Taxonomy))[0]
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -194,12 +195,12 @@ class Classifier:
     def scale(self) -> float:
         return self.encoder.logit_scale / self.temperature
 
-    def _build(self, tax: Taxonomy, change: Any = None) -> tuple[_State, Any]:
+    def _build(self, tax: Taxonomy, change: Any = None, copy: bool = True) -> tuple[_State, Any]:
         """A state for a copy of ``tax`` after ``change(copy)``; returns (state, what change returned)."""
         # Copying and building allocate a few objects per node and free none; the
         # cyclic GC's passes over them were half of a warm start at 20k nodes.
         with gc_paused():
-            tax = tax.copy()
+            tax = tax.copy() if copy else tax
             result = change(tax) if change is not None else None
             return self._build_state(tax), result
 
@@ -245,7 +246,7 @@ class Classifier:
         """Recompile after changing probes, thresholds or temperature; encodes nothing. Returns ``self``."""
         with self._write_lock:
             # The text index is in sync already, so this encodes nothing.
-            self._state = self._build(self._state.taxonomy)[0]
+            self._state = self._build(self._state.taxonomy, copy=False)[0]
         return self
 
     def _edit(self, change: Any, save: bool) -> Any:

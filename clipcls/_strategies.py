@@ -160,7 +160,7 @@ def add_leaf(ct: CompiledTaxonomy, node: str, parent: int, emb_row: np.ndarray, 
     ep = np.insert(ct.edge_parent, at, parent)
     ec = np.insert(ct.edge_child, at, n)
     group_start = ct.group_start + (ct.group_start >= at)
-    first_edge = np.append(np.where(ct.first_edge >= at, ct.first_edge + 1, ct.first_edge), -1)
+    first_edge = np.append(ct.first_edge + (ct.first_edge >= at), -1)  # leaves' -1 stays below ``at``
     n_children = np.append(ct.n_children, 0)
     n_children[parent] += 1
     lv_new = int(ct.node_level[parent]) + 1
@@ -193,7 +193,10 @@ def add_leaf(ct: CompiledTaxonomy, node: str, parent: int, emb_row: np.ndarray, 
     return dataclasses.replace(
         ct, nodes=ct.nodes + (node,), index=index, emb=buffer[:n + 1], emb_buffer=buffer,
         edge_parent=ep, edge_child=ec, group_start=group_start, first_edge=first_edge, n_children=n_children,
-        edge_levels=edge_levels, level_groups=_level_groups(ep, edge_levels), node_level=level,
+        edge_levels=edge_levels, node_level=level,
+        # Only the new edge's level regroups; elsewhere the edge indices just moved up.
+        level_groups=tuple(_level_groups(ep, (e,))[0] if lv == lv_new else (e, g[1], g[2])
+                           for lv, (e, g) in enumerate(zip(edge_levels, ct.level_groups), start=1)),
         leaves=np.append(ct.leaves, n), desc_leaf=desc_leaf, desc_start=desc_start,
         thresholds=np.append(ct.thresholds, np.float32(threshold)))
 
