@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image
 
 from clipcls import _strategies as S
+from clipcls._decode import Decoder
 from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
 from clipcls._gc import gc_paused
-from clipcls._images import DEFAULT_LIMITS, ImageLimits, ImageSource, describe, load_image
+from clipcls._images import DEFAULT_LIMITS, ImageLimits, ImageSource
 from clipcls._index import SyncStats, TextIndex
 from clipcls._probes import Probes, check_compatible, serving_head, subtree_hash
 from clipcls._taxonomy import Node, Taxonomy, load_taxonomy, save_taxonomy
@@ -177,6 +178,7 @@ class Classifier:
         self._persist = persist
         self._write_lock = threading.Lock()
         self.last_sync: SyncStats | None = None
+        self._decoder_cache: tuple[Any, Decoder] | None = None
         self.probes: Probes | None = None
         # A taxonomy we loaded ourselves is ours alone; one passed in is copied, so the caller's edits stay theirs.
         self._state = self._build(tax, copy=isinstance(taxonomy, Taxonomy))[0]
@@ -311,32 +313,29 @@ class Classifier:
 
     # -- images ---------------------------------------------------------------------------
     def _decoded(self, sources: Iterable[ImageSource]) -> Iterator[tuple[str, Any, str | None]]:
-        """(name, preprocessed tensor or None, error) per source, decoded in parallel, in order."""
-        pre = getattr(self.encoder, "preprocess", None)
-        min_size = getattr(self.encoder, "min_decode_size", None)
+        """(name, decoded item or None, error) per source, decoded in parallel, in order."""
+        return self._decoder(sources)
 
-        def work(src: ImageSource) -> tuple[str, Any, str | None]:
-            name = describe(src)
-            try:
-                img = load_image(src, min_size=min_size, limits=self.image_limits)
-                return name, (pre(img) if pre is not None else img), None
-            except ImageError as e:
-                return name, None, str(e)
-
-        it = iter(sources)
-        with ThreadPoolExecutor(self.workers) as pool:
-            # A bounded window of futures: streams any number of inputs in O(window) memory.
-            window: list[Any] = []
-            for src in it:
-                window.append(pool.submit(work, src))
-                if len(window) >= self.batch_size * 2:
-                    yield window.pop(0).result()
-            for fut in window:
-                yield fut.result()
+    @property
+    def _decoder(self) -> Decoder:
+        enc = self.encoder
+        key = (self.workers, self.batch_size, self.image_limits, id(enc))
+        if self._decoder_cache is None or self._decoder_cache[0] != key:
+            if self._decoder_cache is not None:
+                self._decoder_cache[1].close()
+            geometry = getattr(enc, "pixel_geometry", None) if hasattr(enc, "encode_uint8") else None
+            dec = Decoder(workers=self.workers, window=2 * self.batch_size, limits=self.image_limits,
+                          min_size=getattr(enc, "min_decode_size", None), preprocess=getattr(enc, "preprocess", None),
+                          geometry=geometry)
+            self._decoder_cache = (key, dec)
+            weakref.finalize(self, dec.close)
+        return self._decoder_cache[1]
 
     def _encode(self, items: list[Any]) -> np.ndarray:
-        # Preprocessed tensors skip a second preprocess; note torch.Tensor has a
-        # ``.mode`` method, so only an isinstance check tells images apart.
+        # Three kinds of decoded item: uint8 crops from decoding processes, preprocessed
+        # tensors, or PIL images (torch.Tensor has a ``.mode`` method: only isinstance tells).
+        if items and isinstance(items[0], np.ndarray):
+            return self.encoder.encode_uint8(np.stack(items))  # type: ignore[attr-defined]
         if hasattr(self.encoder, "encode_pixels") and items and not isinstance(items[0], Image.Image):
             import torch
 

@@ -50,6 +50,12 @@ class Encoder(Protocol):
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    def encode_uint8(self, pixels: np.ndarray) -> np.ndarray:
+        """Encode images already cropped to :attr:`pixel_geometry`, as uint8 (N, size, size, 3)."""
+        if self._fast is None:
+            raise ModelError("encode_uint8 needs the standard preprocessing (exact_preprocess=False)")
+        return self.encode_pixels(self._fast.normalize(pixels))
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
 
@@ -176,6 +182,8 @@ class OpenClipEncoder:
         fast = None if exact_preprocess else FastPreprocess.from_transform(self._preprocess)
         # The image side the preprocessing needs; lets the loader decode JPEGs at a reduced scale.
         self.min_decode_size: int | None = fast.size if fast is not None else None
+        # Set when decoding processes may crop to uint8 for encode_uint8 (clipcls._decode).
+        self.pixel_geometry: tuple[int, int] | None = fast.geometry if fast is not None else None
         self._fast = fast
         self._model.eval().to(device)
         digest = hashlib.sha256()
@@ -320,6 +328,12 @@ class OpenClipEncoder:
         with self._lock, torch.inference_mode():
             return self._model.encode_image(pixels.to(self.device), normalize=True).float().cpu().numpy()
 
+    def encode_uint8(self, pixels: np.ndarray) -> np.ndarray:
+        """Encode images already cropped to :attr:`pixel_geometry`, as uint8 (N, size, size, 3)."""
+        if self._fast is None:
+            raise ModelError("encode_uint8 needs the standard preprocessing (exact_preprocess=False)")
+        return self.encode_pixels(self._fast.normalize(pixels))
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Preprocess and encode RGB images in batches of ``batch_size``."""
         import torch
@@ -371,17 +385,21 @@ class FastPreprocess:
             return None
         return cls(size, pil, list(norm.mean), list(norm.std))
 
-    def __call__(self, image: Image.Image):  # noqa: ANN204 - a (3, size, size) float tensor
+    @property
+    def geometry(self) -> tuple[int, int]:
+        """(size, PIL interpolation): what a decoding process needs to crop for this transform."""
+        return self.size, self.interpolation
+
+    def normalize(self, pixels: np.ndarray):  # noqa: ANN201 - a (N, 3, size, size) float tensor
+        """Cropped uint8 images (N, size, size, 3) to the model's normalised input, in one op."""
         import torch
 
-        n = self.size
-        w, h = image.size
-        # torchvision's rounding: the shorter side becomes n, the longer one is truncated.
-        nw, nh = (n, int(n * h / w)) if w <= h else (int(n * w / h), n)
-        img = image.convert("RGB").resize((nw, nh), self.interpolation, reducing_gap=2.0)
-        left, top = int(round((nw - n) / 2.0)), int(round((nh - n) / 2.0))
-        arr = np.array(img.crop((left, top, left + n, top + n)), dtype=np.uint8)
-        return (torch.from_numpy(arr).permute(2, 0, 1).float() - self._mean) / self._std
+        return (torch.from_numpy(np.ascontiguousarray(pixels)).permute(0, 3, 1, 2).float() - self._mean) / self._std
+
+    def __call__(self, image: Image.Image):  # noqa: ANN204 - a (3, size, size) float tensor
+        from clipcls._decode import crop_uint8
+
+        return self.normalize(crop_uint8(image, self.size, self.interpolation)[None])[0]
 
 
 def _register_archs(open_clip) -> None:  # noqa: ANN001
