@@ -73,7 +73,7 @@ def large(enc: clipcls.OpenClipEncoder, cache: str, sizes: list[int], repeats: i
         clf = clipcls.Classifier(tax, encoder=enc, cache_dir=cache)
         build = time.perf_counter() - t0
         ct = clf._state.compiled
-        mb = sum(getattr(ct, f).nbytes for f in ("emb", "edge_parent", "edge_child", "first_edge", "n_children", "leaves",
+        mb = sum(getattr(ct, f).nbytes for f in ("emb_buffer", "edge_parent", "edge_child", "first_edge", "n_children", "leaves",
                                                   "desc_leaf", "desc_start", "thresholds")) / 1e6
         us = {}
         for name, kw in (("flat", {"strategy": "flat"}), ("topdown", {"strategy": "topdown"}),

@@ -198,7 +198,7 @@ class Classifier:
         return self.encoder.logit_scale / self.temperature
 
     def _build(self, tax: Taxonomy, change: Any = None, copy: bool = True) -> tuple[_State, Any]:
-        """A state for a copy of ``tax`` after ``change(copy)``; returns (state, what change returned)."""
+        """A state for ``tax`` (a copy of it unless ``copy=False``) after ``change(tax)``; returns (state, change's result)."""
         # Copying and building allocate a few objects per node and free none; the
         # cyclic GC's passes over them were half of a warm start at 20k nodes.
         with gc_paused():
@@ -359,7 +359,9 @@ class Classifier:
         """
         from clipcls._embcache import ImageEmbeddingCache
 
-        cache = ImageEmbeddingCache(self.cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim)
+        # Image rows depend on the preprocessing too, not only on the weights.
+        key = getattr(self.encoder, "image_fingerprint", self.encoder.fingerprint)
+        cache = ImageEmbeddingCache(self.cache_dir, model_fingerprint=key, dim=self.encoder.embed_dim)
         out = cache.embed(list(paths), self.embed)
         self.last_images_encoded = cache.last_encoded
         return out

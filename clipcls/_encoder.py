@@ -191,6 +191,8 @@ class OpenClipEncoder:
             digest.update(f.name.encode())
             digest.update(_file_digest(f).encode())
         self.fingerprint = digest.hexdigest()[:24]
+        # Keys cached image embeddings: the fast and the exact preprocessing give slightly different rows.
+        self.image_fingerprint = f"{self.fingerprint}-{'exact' if exact_preprocess else 'fast1'}"
         self.logit_scale = float(self._model.logit_scale.exp().item())
         self.embed_dim = int(self._model.text_projection.shape[1]) if hasattr(self._model, "text_projection") and self._model.text_projection is not None else int(self.encode_texts(["x"]).shape[1])
         self._torch = torch

@@ -132,3 +132,9 @@ def test_corrupt_checkpoint_is_refused_with_a_model_error(tmp_path: Path) -> Non
         weights.write_bytes(bad)
         with pytest.raises(ModelError, match="cannot load model"):
             OpenClipEncoder(f"local-dir:{folder}")
+
+
+def test_image_fingerprint_follows_the_preprocessing(encoder: OpenClipEncoder) -> None:
+    exact = OpenClipEncoder(exact_preprocess=True)
+    assert exact.fingerprint == encoder.fingerprint  # same weights: prompt embeddings are shared
+    assert exact.image_fingerprint != encoder.image_fingerprint  # image rows are not
