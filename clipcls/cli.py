@@ -227,7 +227,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
                                   steps=args.steps)
     out = Path(args.out) if args.out else Path(f"{Path(args.taxonomy).stem}.probes.safetensors")
     probes.save(out)
-    print(f"{report['images']} labelled images ({report['encoded']} encoded, the rest from the cache), "
+    print(f"{report['images']} labelled images ({report['encoded']} encoded, {report['images'] - report['encoded']} from the cache), "
           f"{report['classes']} classes, {'multi' if report['multilabel'] else 'single'}-label")
     print("parent\tchildren\texamples\talpha\tlam\tsteps\tchosen by")
     for h in report["heads"]:
@@ -241,7 +241,8 @@ def _labelled(args: argparse.Namespace, clf: Any) -> tuple[Any, Any]:
 
     ds = load_labelled(args.data, clf.taxonomy)
     X = clf.embed_files(ds.paths)
-    print(f"{len(ds)} labelled images from {args.data} ({clf.last_images_encoded} encoded, the rest from the cache)")
+    k = clf.last_images_encoded
+    print(f"{len(ds)} labelled images from {args.data} ({k} encoded, {len(ds) - k} from the cache)")
     return ds, X
 
 
