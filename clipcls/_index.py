@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +47,7 @@ log = logging.getLogger("clipcls")
 
 FORMAT = 1
 MAX_DELTAS = 256  # delta files before the whole index is written again (replaying 256 costs ~30 ms)
+_DELTA_NAME = re.compile(r"delta-(\d{6,})-\d+-[0-9a-f]{8}\.json")
 MAX_DELTA_NODES = 64  # a change touching more nodes writes the whole index
 EncodeTexts = Callable[[Sequence[str]], np.ndarray]
 
@@ -168,7 +170,9 @@ class TextIndex:
 
     def _delta_files(self) -> list[Path]:
         # Names are delta-<seq>-<token>.json: the token keeps two writers' files apart.
-        return sorted(self.dir.glob("delta-*.json"), key=lambda p: (int(p.stem.split("-")[1]), p.name))
+        # Anything else in the folder is not ours to read.
+        found = [(int(m.group(1)), p) for p in self.dir.glob("delta-*.json") if (m := _DELTA_NAME.fullmatch(p.name))]
+        return [p for _, p in sorted(found, key=lambda t: (t[0], t[1].name))]
 
     def _apply_deltas(self) -> None:
         """Replay the delta files written against the current base index, in order."""
