@@ -17,6 +17,7 @@ error)`` per source, in order, holding at most ``window`` sources ahead.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing as mp
 import os
 import threading
@@ -31,6 +32,8 @@ from PIL import Image
 
 from clipcls._errors import ImageError
 from clipcls._images import ImageLimits, ImageSource, describe, load_image
+
+log = logging.getLogger("clipcls")
 
 Row = tuple[str, Any, "str | None"]
 CHUNK = 16  # sources per process task: one round trip per file cost more than the decode
@@ -86,6 +89,13 @@ class Decoder:
                 break
         use_processes = (self.geometry is not None and len(head) >= MIN_FOR_PROCESSES
                          and not any(isinstance(s, Image.Image) for s in head))
+        if use_processes:
+            try:
+                self._get_pool()
+            except (OSError, ValueError, RuntimeError) as e:  # no forkserver here, or no room for processes
+                log.warning("clipcls: decoding in threads: cannot start decoder processes (%s)", e)
+                self.geometry = None
+                use_processes = False
         rest = _chain(head, it)
         return self._processes(rest) if use_processes else self._threads(rest)
 
@@ -112,9 +122,7 @@ class Decoder:
     def _get_pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                # forkserver: never fork a parent that runs torch's thread pools.
-                self._pool = ProcessPoolExecutor(min(self.workers, os.cpu_count() or 1),
-                                                 mp_context=mp.get_context("forkserver"))
+                self._pool = _start_pool(min(self.workers, os.cpu_count() or 1))
             return self._pool
 
     def _replace_pool(self, broken: ProcessPoolExecutor) -> None:
@@ -164,6 +172,42 @@ class Decoder:
             if self._pool is not None:
                 self._pool.shutdown(wait=False, cancel_futures=True)
                 self._pool = None
+
+
+def _noop() -> None:
+    return None
+
+
+def _start_pool(n: int) -> ProcessPoolExecutor:
+    """A process pool whose workers are all started now, without importing the caller's script.
+
+    forkserver, because forking a parent that runs torch's thread pools can deadlock.
+    But forkserver (like spawn) re-runs the ``__main__`` script in every worker, so a
+    user's script without an ``if __name__ == "__main__":`` guard would classify again
+    in each worker and break the pool.  The workers need nothing from ``__main__``: it
+    is hidden from multiprocessing while they start.
+    """
+    import sys
+
+    pool = ProcessPoolExecutor(n, mp_context=mp.get_context("forkserver"))
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__spec__ = None  # type: ignore[assignment]
+        # Submitted back to back, one task per worker starts every worker while __main__ is
+        # hidden (no worker can be idle yet: each takes ~0.3 s to start).
+        for f in [pool.submit(_noop) for _ in range(n)]:
+            f.result()
+        started = len(getattr(pool, "_processes", None) or {})
+        if started < n:  # never seen; but a worker started later would run the script
+            pool.shutdown(wait=False)
+            raise OSError(f"only {started} of {n} decoder processes started")
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            main.__dict__.pop("__spec__", None)
+    return pool
 
 
 def _chain(head: list[ImageSource], rest: Iterator[ImageSource]) -> Iterator[ImageSource]:

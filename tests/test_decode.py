@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from clipcls import OpenClipEncoder
 from clipcls._decode import MIN_FOR_PROCESSES, Decoder, crop_uint8
 from clipcls._images import DEFAULT_LIMITS
 from clipcls.zoo import synth
+from conftest import SHAPES_YAML
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +87,32 @@ def test_crop_matches_torchvision_geometry(encoder: OpenClipEncoder) -> None:
     img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 137, 3), dtype=np.uint8))
     a = encoder._fast.normalize(crop_uint8(img, *encoder.pixel_geometry)[None])[0]
     assert a.shape == encoder._preprocess(img).shape
+
+
+def test_a_script_without_a_main_guard_still_decodes_in_processes(files: list[str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import clipcls\n"
+        f"clf = clipcls.Classifier({str(SHAPES_YAML)!r}, cache_dir={str(tmp_path / 'c')!r})\n"
+        f"preds = clf.classify({files!r}, on_error='record')\n"
+        "assert clf._decoder._pool is not None, 'expected decoder processes'\n"
+        "print('rows', len(preds), sum(p.ok for p in preds))\n")
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == f"rows {len(files)} {len(files) - 1}"
+
+
+def test_without_processes_it_falls_back_to_threads(files: list[str], encoder: OpenClipEncoder,
+                                                    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import clipcls._decode as D
+
+    def refuse(n: int) -> None:
+        raise OSError("no room for processes")
+
+    monkeypatch.setattr(D, "_start_pool", refuse)
+    rows = list(decoder(encoder)(files))
+    assert [r[0] for r in rows] == files and sum(r[2] is not None for r in rows) == 1
+    assert "decoding in threads" in caplog.text
