@@ -97,6 +97,24 @@ def _atomic_write_bytes(path: Path, data: bytes, *, fsync: bool = True) -> None:
         raise
 
 
+def _writer_is_gone(tmp: Path) -> bool:
+    """Whether the process that named temporary file ``.<name>.<pid>.<thread>.tmp`` has died (killed mid-write)."""
+    parts = tmp.name.split(".")
+    try:
+        pid = int(parts[-3])
+    except (IndexError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, owned by someone else
+        return False
+    return False
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -245,6 +263,7 @@ class TextIndex:
         self._base_sha, self._n_deltas, self._seq, self._dirty = digest, 0, 0, False
         # The new base holds every delta; old files go only after the manifest points past them.
         stale = [p for p in self.dir.glob("embeddings-*.faiss") if p.name != index_name] + self._delta_files()
+        stale += [p for p in self.dir.glob(".*.tmp") if _writer_is_gone(p)]
         for old in stale:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()

@@ -156,6 +156,9 @@ def test_a_process_killed_mid_write_leaves_the_previous_cache_valid(tmp_path: Pa
     stats = again.sync(TEXTS, FakeEncoder())
     assert stats.encoded == 0 and not stats.rebuilt
     np.testing.assert_array_equal(again.matrix(list(TEXTS)), before)
+    assert list(again.dir.glob(".*.tmp"))  # the dead writer's temporary file
+    again.sync({f"n{i}": [f"t{i}"] for i in range(100)}, FakeEncoder())  # a full write cleans it up
+    assert not list(again.dir.glob(".*.tmp"))
 
 
 def test_small_changes_are_deltas_then_compacted(tmp_path: Path) -> None:
