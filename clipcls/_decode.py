@@ -7,8 +7,8 @@ error)`` per source, in order, holding at most ``window`` sources ahead.
   standard resize-and-crop): worker processes decode and crop to uint8
   arrays; the normalisation runs batched in the caller.  Decoding then never
   holds the caller's GIL, which in threads stalled the encoder's forward at
-  every op (measured on 2 cores: 65% of encoder-only speed with threads,
-  about 90% with processes; ``python benchmarks/pipeline.py``).  A decoder
+  every op (measured on 2 cores, JPEG files: 55-65% of encoder-only speed with
+  threads, 89-95% with processes; ``python benchmarks/pipeline.py``).  A decoder
   that crashes its process costs only the file that crashed it: the pool is
   replaced and the rest of its chunk decoded again one file at a time.
 * **threads**: everything else (PIL images in memory, custom transforms) and
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -187,8 +188,6 @@ def _start_pool(n: int) -> ProcessPoolExecutor:
     in each worker and break the pool.  The workers need nothing from ``__main__``: it
     is hidden from multiprocessing while they start.
     """
-    import sys
-
     pool = ProcessPoolExecutor(n, mp_context=mp.get_context("forkserver"))
     main = sys.modules["__main__"]
     saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}

@@ -1,11 +1,11 @@
 """The optional ONNX Runtime backend for the image tower.
 
-On 2 CPU cores, ONNX Runtime runs the embedded model's image tower about
-1.5x faster than eager torch (``python benchmarks/backends.py``).  The
-tower is exported once per model fingerprint and torch version to
-``<cache>/onnx/``, next to a JSON sidecar holding the file's sha256; a file
-that fails the check is exported again, with a warning, never used.  ONNX
-files are protobuf, not pickle: loading one runs no Python code.
+On 2 CPU cores, ONNX Runtime runs the embedded model's image tower 1.5-2x
+faster than eager torch (``python benchmarks/backends.py``).  The tower is
+exported once per model fingerprint and torch version to ``<cache>/onnx/``,
+next to a JSON sidecar holding the file's sha256; a file that fails the
+check is exported again, with a warning, never used.  ONNX files are
+protobuf, not pickle: loading one runs no Python code.
 
 Text encoding stays on torch: prompt embeddings are cached anyway.
 
