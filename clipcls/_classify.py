@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -25,9 +26,10 @@ from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
 from clipcls._gc import gc_paused
 from clipcls._images import DEFAULT_LIMITS, ImageLimits, ImageSource
-from clipcls._index import SyncStats, TextIndex
+from clipcls._compiled_cache import CompiledEntry, any_entry, entry_path, load_entry, save_entry, touch
+from clipcls._index import SyncStats, TextIndex, default_cache_dir
 from clipcls._probes import Probes, check_compatible, serving_head, subtree_hash
-from clipcls._taxonomy import Node, Taxonomy, load_taxonomy, save_taxonomy
+from clipcls._taxonomy import Node, Taxonomy, read_taxonomy_bytes, save_taxonomy, taxonomy_from_bytes
 
 log = logging.getLogger("clipcls")
 
@@ -100,15 +102,40 @@ class _Head:
     kind: str
 
 
+class _LazyTaxonomy:
+    """A taxonomy file's bytes, parsed on first use.
+
+    A warm start from the compiled cache serves images without the
+    :class:`Taxonomy` object; edits, probes and evaluation parse it then,
+    from the same bytes the cache entry was keyed by.
+    """
+
+    def __init__(self, data: bytes, path: Path) -> None:
+        self._data = data
+        self._path = path
+        self._tax: Taxonomy | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Taxonomy:
+        with self._lock:
+            if self._tax is None:
+                self._tax = taxonomy_from_bytes(self._data, self._path)
+            return self._tax
+
+
 @dataclass(frozen=True)
 class _State:
     """An immutable snapshot: readers take it once, writers swap it whole."""
 
-    taxonomy: Taxonomy
+    source: Taxonomy | _LazyTaxonomy
     compiled: S.CompiledTaxonomy
     labels: tuple[str, ...]
     metadata: tuple[Mapping[str, Any], ...]
     heads: tuple[_Head, ...] = ()
+
+    @property
+    def taxonomy(self) -> Taxonomy:
+        return self.source if isinstance(self.source, Taxonomy) else self.source.get()
 
 
 class Classifier:
@@ -161,7 +188,14 @@ class Classifier:
         image_limits: ImageLimits = DEFAULT_LIMITS,
         backend: str = "torch",
     ) -> None:
-        tax = taxonomy if isinstance(taxonomy, Taxonomy) else load_taxonomy(taxonomy)
+        data: bytes | None = None
+        tax: Taxonomy | None = taxonomy if isinstance(taxonomy, Taxonomy) else None
+        if tax is None:
+            path = Path(taxonomy)  # type: ignore[arg-type]
+            data = read_taxonomy_bytes(path)
+            # Bytes compiled before are valid; others are parsed now, so their errors come before the model loads.
+            if not (persist and any_entry(self._cache_base(cache_dir), data)):
+                tax = taxonomy_from_bytes(data, path)
         self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size,
                                                                                    backend=backend)
         self.batch_size = int(batch_size)
@@ -174,14 +208,63 @@ class Classifier:
         self.node_thresholds: dict[str, float] = dict(thresholds or {})
         self.image_limits = image_limits
         self.cache_dir = cache_dir
-        self.index = TextIndex(cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim, name=tax.name)
         self._persist = persist
         self._write_lock = threading.Lock()
         self.last_sync: SyncStats | None = None
         self._decoder_cache: tuple[Any, Decoder] | None = None
         self.probes: Probes | None = None
+        entry_at = entry_path(self._cache_base(cache_dir), self.encoder.fingerprint, data) if data is not None else None
+        with gc_paused():  # the entry's JSON is a few objects per node
+            entry = load_entry(entry_at) if entry_at is not None and persist else None
+        if entry is not None and entry_at is not None and data is not None:
+            self._state = self._warm_state(entry, _LazyTaxonomy(data, Path(taxonomy)))  # type: ignore[arg-type]
+            touch(entry_at)
+            return
+        if tax is None:
+            tax = taxonomy_from_bytes(data, Path(taxonomy))  # type: ignore[arg-type]
+        self.index = self._new_index(tax.name)
         # A taxonomy we loaded ourselves is ours alone; one passed in is copied, so the caller's edits stay theirs.
         self._state = self._build(tax, copy=isinstance(taxonomy, Taxonomy))[0]
+        if entry_at is not None and persist:
+            self._save_entry(entry_at)
+
+    # -- construction ---------------------------------------------------------------------
+    @staticmethod
+    def _cache_base(cache_dir: str | os.PathLike[str] | None) -> Path:
+        return Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    def _new_index(self, name: str) -> TextIndex:
+        return TextIndex(self.cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim, name=name)
+
+    def _thresholds(self, nodes: Sequence[str], own: np.ndarray) -> np.ndarray:
+        """Per-node thresholds: a calibrated one wins over the taxonomy file's ``own`` (NaN: the global one)."""
+        out = np.array(own, np.float32)
+        if self.node_thresholds:
+            at = {n: i for i, n in enumerate(nodes)}
+            for n, t in self.node_thresholds.items():
+                if n in at:
+                    out[at[n]] = t
+        return out
+
+    def _warm_state(self, entry: CompiledEntry, source: _LazyTaxonomy) -> _State:
+        """The state from a compiled-cache entry: only nodes the text index lacks are encoded (parsing the file then)."""
+        self.index = self._new_index(entry.name)
+        with gc_paused():
+            self.last_sync = self.index.sync_hashes(dict(zip(entry.nodes, entry.hashes)),
+                                                    lambda n: source.get().texts(n), self.encoder.encode_texts)
+            ct = S.from_structure_arrays(entry.structure, entry.nodes, self.index.matrix(entry.nodes),
+                                         self._thresholds(entry.nodes, entry.thresholds))
+            return _State(source, ct, entry.labels, entry.metadata)
+
+    def _save_entry(self, path: Path) -> None:
+        st = self._state
+        ct, tax = st.compiled, st.taxonomy
+        try:
+            save_entry(path, name=tax.name, nodes=ct.nodes, hashes=self.index.hashes(ct.nodes), labels=st.labels,
+                       metadata=st.metadata, thresholds=_file_thresholds(tax, ct.nodes),
+                       structure=S.structure_arrays(ct))
+        except OSError as e:  # a read-only or full cache: the next start compiles again
+            log.warning("clipcls: cannot write the compiled taxonomy cache %s (%s)", path, e)
 
     # -- state ----------------------------------------------------------------------------
     @property
@@ -209,10 +292,7 @@ class Classifier:
     def _build_state(self, tax: Taxonomy) -> _State:
         nodes = list(tax.graph)
         self.last_sync = self.index.sync({n: tax.texts(n) for n in nodes}, self.encoder.encode_texts, persist=self._persist)
-        # A calibrated per-node threshold wins over the taxonomy file's, which wins over the global one.
-        own = {n: tax.node(n).threshold for n in nodes}
-        own.update({n: t for n, t in self.node_thresholds.items() if n in own})
-        thresholds = np.array([np.nan if own[n] is None else own[n] for n in nodes], np.float32)
+        thresholds = self._thresholds(nodes, _file_thresholds(tax, nodes))
         ct = S.compile_taxonomy(tax.graph, tax.root, self.index.matrix(nodes), nodes, thresholds)
         heads: list[_Head] = []
         if self.probes is not None:
@@ -538,6 +618,10 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.taxonomy.name!r}, {len(self.taxonomy)} nodes, encoder={self.encoder!r})"
+
+
+def _file_thresholds(tax: Taxonomy, nodes: Sequence[str]) -> np.ndarray:
+    return np.array([np.nan if (t := tax.node(n).threshold) is None else t for n in nodes], np.float32)
 
 
 def _accepted(ct: S.CompiledTaxonomy, scores: np.ndarray, thr: float) -> list[int]:

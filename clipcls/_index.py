@@ -277,28 +277,39 @@ class TextIndex:
         """
         from clipcls._prompts import text_hash
 
+        return self.sync_hashes({n: text_hash(t) for n, t in texts.items()}, texts.__getitem__, encode_texts, persist)
+
+    def sync_hashes(self, hashes: dict[str, str], texts_of: Callable[[str], list[str]], encode_texts: EncodeTexts,
+                    persist: bool = True) -> SyncStats:
+        """:meth:`sync` given each node's text hash; ``texts_of`` is called only for nodes to encode."""
         with self._lock, (_file_lock(self.dir.parent / f".{self.dir.name}.lock") if persist else contextlib.nullcontext()):
             rebuilt = False
             if persist and not self._rows:
                 rebuilt = not self._load() and self.manifest_path.exists()
-            hashes = {n: text_hash(t) for n, t in texts.items()}
-            stale = [n for n in self._rows if n not in texts or self._rows[n][1] != hashes[n]]
-            todo = [n for n in texts if n not in self._rows or self._rows[n][1] != hashes[n]]
+            rows = self._rows
+            stale = [n for n, r in rows.items() if hashes.get(n) != r[1]]
+            todo = [n for n, h in hashes.items() if n not in rows or rows[n][1] != h]
             self._drop(stale)
-            n_texts = sum(len(texts[n]) for n in todo)
+            texts = {n: texts_of(n) for n in todo}
+            n_texts = sum(len(t) for t in texts.values())
             if todo:
-                self._append(todo, self._encode({n: texts[n] for n in todo}, encode_texts), [hashes[n] for n in todo])
+                self._append(todo, self._encode(texts, encode_texts), [hashes[n] for n in todo])
+            removed = sum(1 for n in stale if n not in hashes)
             if persist and (todo or stale or rebuilt or not self.manifest_path.exists()):
                 small = len(todo) + len(stale) <= MAX_DELTA_NODES and self._n_deltas < MAX_DELTAS
                 if small and self._base_sha and not rebuilt and not self._dirty and self.manifest_path.exists():
-                    self._save_delta(todo, [n for n in stale if n not in texts])
+                    self._save_delta(todo, [n for n in stale if n not in hashes])
                 else:
                     self._save()
             log.info("clipcls: text index %s: encoded %d node(s) (%d texts), reused %d, removed %d",
-                     self.dir.name, len(todo), n_texts, len(texts) - len(todo), sum(1 for n in stale if n not in texts))
-            removed = sum(1 for n in stale if n not in texts)
-            return SyncStats(encoded=len(todo), reused=len(texts) - len(todo), removed=removed,
+                     self.dir.name, len(todo), n_texts, len(hashes) - len(todo), removed)
+            return SyncStats(encoded=len(todo), reused=len(hashes) - len(todo), removed=removed,
                              texts_encoded=n_texts, rebuilt=rebuilt)
+
+    def hashes(self, nodes: Sequence[str]) -> list[str]:
+        """The text hash each of ``nodes`` was encoded from."""
+        with self._lock:
+            return [self._rows[n][1] for n in nodes]
 
     def add(self, texts: dict[str, list[str]], encode_texts: EncodeTexts, persist: bool = True) -> SyncStats:
         """Add (or refresh) only the nodes of ``texts``, leaving every other node alone.

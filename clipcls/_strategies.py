@@ -201,6 +201,55 @@ def add_leaf(ct: CompiledTaxonomy, node: str, parent: int, emb_row: np.ndarray, 
         thresholds=np.append(ct.thresholds, np.float32(threshold)))
 
 
+_STRUCTURE = ("edge_parent", "edge_child", "group_start", "group_parent", "first_edge", "n_children", "node_level",
+              "leaves", "desc_leaf", "desc_start")
+
+
+def structure_arrays(ct: CompiledTaxonomy) -> dict[str, np.ndarray]:
+    """The structure of ``ct`` as flat int64 arrays (no names, embeddings or thresholds).
+
+    >>> ct2 = from_structure_arrays(structure_arrays(ct), ct.nodes, ct.emb, ct.thresholds)  # doctest: +SKIP
+    """
+    out = {k: np.asarray(getattr(ct, k), np.int64) for k in _STRUCTURE}
+    out["edge_levels"] = np.concatenate(ct.edge_levels).astype(np.int64) if ct.edge_levels else np.zeros(0, np.int64)
+    out["edge_level_sizes"] = np.array([len(e) for e in ct.edge_levels], np.int64)
+    out["scalars"] = np.array([ct.root, int(ct.is_tree)], np.int64)
+    return out
+
+
+def check_structure(arrays: dict[str, np.ndarray], n: int) -> None:
+    """Raise ``ValueError`` unless ``arrays`` (from :func:`structure_arrays`) can describe ``n`` nodes."""
+    try:
+        a = {k: np.asarray(arrays[k]) for k in (*_STRUCTURE, "edge_levels", "edge_level_sizes", "scalars")}
+    except KeyError as e:
+        raise ValueError(f"compiled taxonomy arrays lack {e}") from None
+    m = len(a["edge_parent"])
+    # Indices out of range would fail later, far from the cause.
+    if (any(x.dtype != np.int64 or x.ndim != 1 for x in a.values())
+            or any(len(a[k]) != n for k in ("first_edge", "n_children", "node_level", "desc_start"))
+            or len(a["edge_child"]) != m or int(a["edge_level_sizes"].sum()) != m or len(a["edge_levels"]) != m
+            or len(a["scalars"]) != 2 or len(a["group_start"]) != len(a["group_parent"]) or int(a["n_children"].sum()) != m
+            or any(len(a[k]) and (a[k].min() < 0 or a[k].max() >= n) for k in ("edge_parent", "edge_child", "leaves", "group_parent"))
+            or not 0 <= int(a["scalars"][0]) < n):
+        raise ValueError("compiled taxonomy arrays do not fit together")
+
+
+def from_structure_arrays(arrays: dict[str, np.ndarray], nodes: Sequence[str], emb: np.ndarray,
+                          thresholds: np.ndarray) -> CompiledTaxonomy:
+    """A :class:`CompiledTaxonomy` from :func:`structure_arrays` output that passed :func:`check_structure`."""
+    n = len(nodes)
+    sizes = arrays["edge_level_sizes"]
+    edge_levels = tuple(np.split(arrays["edge_levels"], np.cumsum(sizes)[:-1])) if len(sizes) else ()
+    buffer = _grow(np.zeros((0, emb.shape[1]), np.float32), n)
+    buffer[:n] = emb
+    return CompiledTaxonomy(
+        nodes=tuple(nodes), index={v: i for i, v in enumerate(nodes)}, emb=buffer[:n], emb_buffer=buffer,
+        root=int(arrays["scalars"][0]), is_tree=bool(arrays["scalars"][1]), edge_levels=edge_levels,
+        level_groups=_level_groups(arrays["edge_parent"], edge_levels), thresholds=np.asarray(thresholds, np.float32),
+        **{k: arrays[k] for k in _STRUCTURE},
+    )
+
+
 def chunk_size(ct: CompiledTaxonomy) -> int:
     per_image = max(ct.n, len(ct.desc_leaf), len(ct.edge_child), 1)
     return max(1, MAX_CHUNK_FLOATS // per_image)

@@ -384,14 +384,27 @@ def load_taxonomy(path: str | os.PathLike[str]) -> Taxonomy:
     >>> tax = load_taxonomy("taxonomies/shapes.yaml")  # doctest: +SKIP
     """
     p = Path(path)
+    return taxonomy_from_bytes(read_taxonomy_bytes(p), p)
+
+
+def read_taxonomy_bytes(path: Path) -> bytes:
+    """The raw bytes of a taxonomy file, or a :class:`TaxonomyError` naming it."""
     try:
-        text = p.read_text(encoding="utf-8")
+        return path.read_bytes()
     except FileNotFoundError:
-        raise TaxonomyError(f"{p}: no such taxonomy file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise TaxonomyError(f"{p}: cannot read taxonomy file ({e})") from None
+        raise TaxonomyError(f"{path}: no such taxonomy file") from None
+    except OSError as e:
+        raise TaxonomyError(f"{path}: cannot read taxonomy file ({e})") from None
+
+
+def taxonomy_from_bytes(data: bytes, path: Path) -> Taxonomy:
+    """Parse and validate the bytes of the taxonomy file ``path``."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise TaxonomyError(f"{path}: cannot read taxonomy file ({e})") from None
     with gc_paused():
-        return Taxonomy.from_dict(parse_text(text, p), source=p)
+        return Taxonomy.from_dict(parse_text(text, path), source=path)
 
 
 def parse_text(text: str, path: Path) -> Any:

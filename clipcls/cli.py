@@ -121,13 +121,11 @@ def _make_classifier(args: argparse.Namespace, taxonomy: Any) -> Any:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from clipcls._taxonomy import load_taxonomy
-
-    tax = load_taxonomy(args.taxonomy)
     for item in args.inputs:
         if not os.path.exists(item):
             raise _InputError(f"{item}: no such file or folder")
-    clf = _make_classifier(args, tax)
+    # The path, not a loaded Taxonomy: a warm start from the compiled cache skips parsing the file.
+    clf = _make_classifier(args, args.taxonomy)
     if args.verbose and clf.last_sync is not None:
         s = clf.last_sync
         print(f"clipcls: text index: encoded {s.encoded} node(s) ({s.texts_encoded} texts), reused {s.reused}, "
@@ -218,11 +216,10 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
 
 def cmd_probe(args: argparse.Namespace) -> int:
     from clipcls._probes import train_probes
-    from clipcls._taxonomy import load_taxonomy
 
     if args.steps < 10:
         raise _InputError("--steps must be at least 10")
-    clf = _make_classifier(args, load_taxonomy(args.taxonomy))
+    clf = _make_classifier(args, args.taxonomy)
     probes, report = train_probes(clf, args.data, balance=not args.no_balance, mixup=args.mixup, seed=args.seed,
                                   steps=args.steps)
     out = Path(args.out) if args.out else Path(f"{Path(args.taxonomy).stem}.probes.safetensors")
@@ -248,9 +245,8 @@ def _labelled(args: argparse.Namespace, clf: Any) -> tuple[Any, Any]:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from clipcls._evaluate import evaluate
-    from clipcls._taxonomy import load_taxonomy
 
-    clf = _make_classifier(args, load_taxonomy(args.taxonomy))
+    clf = _make_classifier(args, args.taxonomy)
     ds, X = _labelled(args, clf)
     counts = clf.probes.class_counts_ if clf.probes is not None else None
     rep = evaluate(clf, X, ds.labels, paths=ds.paths, train_counts=counts, level=args.level, strategies=args.strategy)
@@ -273,14 +269,13 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     import numpy as np
 
     from clipcls._calibration import ece_of, fit_calibration
-    from clipcls._taxonomy import load_taxonomy
 
     if not 0.0 <= args.holdout < 1.0:
         raise _InputError("--holdout must be in [0, 1)")
     if args.target_precision is not None and not 0.0 < args.target_precision <= 1.0:
         raise _InputError("--target-precision must be in (0, 1]")
     args.calibration = None
-    clf = _make_classifier(args, load_taxonomy(args.taxonomy))
+    clf = _make_classifier(args, args.taxonomy)
     ds, X = _labelled(args, clf)
     if ds.multilabel:
         raise _InputError("calibrate needs single-label data (one leaf per image)")

@@ -210,3 +210,21 @@ def test_add_touches_only_the_given_nodes(tmp_path: Path) -> None:
     again = make(tmp_path)
     assert again.sync({**TEXTS, "d": ["a hen", "a chicken"]}, FakeEncoder()).encoded == 0
     np.testing.assert_array_equal(again.matrix(["d"]), idx.matrix(["d"]))
+
+
+def test_sync_hashes_asks_for_texts_only_of_nodes_it_encodes(tmp_path: Path) -> None:
+    from clipcls._prompts import text_hash
+
+    enc = FakeEncoder()
+    make(tmp_path).sync(TEXTS, enc)
+    asked: list[str] = []
+    changed = {**TEXTS, "b": ["a puppy"], "d": ["a hen"]}
+
+    def texts_of(n: str) -> list[str]:
+        asked.append(n)
+        return changed[n]
+
+    idx = make(tmp_path)
+    s = idx.sync_hashes({n: text_hash(t) for n, t in changed.items() if n != "c"}, texts_of, enc)
+    assert sorted(asked) == ["b", "d"] and (s.encoded, s.reused, s.removed) == (2, 1, 1)
+    assert idx.hashes(["a", "b", "d"]) == [text_hash(changed[n]) for n in "abd"] and "c" not in idx

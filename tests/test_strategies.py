@@ -160,3 +160,25 @@ def test_add_leaf_refuses_what_needs_a_full_compile() -> None:
     after = S.add_leaf(ct, "a4", ct.index["a"], row + 1, np.nan)
     assert before.emb.shape[0] == before.n and after.emb.shape[0] == before.n + 1
     np.testing.assert_array_equal(after.emb[:before.n], before.emb)
+
+
+@pytest.mark.parametrize("G", [TREE, DAG])
+def test_structure_arrays_round_trip(G: nx.DiGraph) -> None:
+    ct = compiled(G, "r")
+    arrays = S.structure_arrays(ct)
+    S.check_structure(arrays, ct.n)
+    _same_compiled(S.from_structure_arrays(arrays, ct.nodes, ct.emb, ct.thresholds), ct)
+
+
+def test_check_structure_refuses_arrays_that_do_not_fit() -> None:
+    ct = compiled(DAG, "r")
+    good = S.structure_arrays(ct)
+    with pytest.raises(ValueError):
+        S.check_structure(good, ct.n + 1)
+    for key, bad in (("edge_child", good["edge_child"] + ct.n), ("edge_parent", good["edge_parent"][:-1]),
+                     ("scalars", np.array([ct.n, 1])), ("first_edge", good["first_edge"].astype(np.float64)),
+                     ("edge_level_sizes", good["edge_level_sizes"] + 1)):
+        with pytest.raises(ValueError):
+            S.check_structure({**good, key: bad}, ct.n)
+    with pytest.raises(ValueError, match="lack"):
+        S.check_structure({k: v for k, v in good.items() if k != "leaves"}, ct.n)
