@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from clipcls import _strategies as S
+from clipcls._appendonly import Rows
 from clipcls._decode import Decoder
 from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
@@ -129,8 +130,8 @@ class _State:
 
     source: Taxonomy | _LazyTaxonomy
     compiled: S.CompiledTaxonomy
-    labels: tuple[str, ...]
-    metadata: tuple[Mapping[str, Any], ...]
+    labels: Rows[str]
+    metadata: Rows[Mapping[str, Any]]
     heads: tuple[_Head, ...] = ()
 
     @property
@@ -254,7 +255,7 @@ class Classifier:
                                                     lambda n: source.get().texts(n), self.encoder.encode_texts)
             ct = S.from_structure_arrays(entry.structure, entry.nodes, self.index.matrix(entry.nodes),
                                          self._thresholds(entry.nodes, entry.thresholds))
-            return _State(source, ct, entry.labels, entry.metadata)
+            return _State(source, ct, Rows(entry.labels), Rows(entry.metadata))
 
     def _save_entry(self, path: Path) -> None:
         st = self._state
@@ -309,7 +310,7 @@ class Classifier:
                     continue
                 W, b = serving_head(h, kids, ct.emb[ct.edge_child[lo:lo + k]], self.probes.scale_)
                 heads.append(_Head(lo, W, b, h.kind))
-        return _State(tax, ct, tuple(tax.node(n).label for n in nodes), tuple(tax.node(n).metadata for n in nodes),
+        return _State(tax, ct, Rows(tax.node(n).label for n in nodes), Rows(tax.node(n).metadata for n in nodes),
                       tuple(heads))
 
     def set_probes(self, probes: Probes | None) -> Classifier:
@@ -372,7 +373,7 @@ class Classifier:
             thr = self.node_thresholds.get(node_id, node.threshold)
             ct = S.add_leaf(st.compiled, node_id, st.compiled.index[parent], self.index.matrix([node_id])[0],
                             np.nan if thr is None else thr)
-            state = _State(tax, ct, st.labels + (node.label,), st.metadata + (node.metadata,), st.heads)
+            state = _State(tax, ct, st.labels.appended(node.label), st.metadata.appended(node.metadata), st.heads)
             if save and tax.source is not None:
                 save_taxonomy(tax)
         except BaseException:

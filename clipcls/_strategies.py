@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
+from clipcls._appendonly import RowIndex, Rows
+
 MAX_CHUNK_FLOATS = 16_000_000  # bounds the (images x nodes) working arrays
 
 
@@ -33,8 +35,8 @@ MAX_CHUNK_FLOATS = 16_000_000  # bounds the (images x nodes) working arrays
 class CompiledTaxonomy:
     """Array form of a taxonomy plus its node embeddings."""
 
-    nodes: tuple[str, ...]
-    index: dict[str, int]
+    nodes: Rows[str]
+    index: RowIndex
     emb: np.ndarray  # (n, d) L2-normalised
     root: int
     edge_parent: np.ndarray  # (m,) parent node of each edge, grouped by parent
@@ -117,9 +119,10 @@ def compile_taxonomy(G: nx.DiGraph, root: str, emb: np.ndarray, nodes: list[str]
     desc_start = np.cumsum([0] + [len(d) for d in desc[:-1]]).astype(np.int64)
     buffer = _grow(np.zeros((0, emb.shape[1]), np.float32), n)
     buffer[:n] = emb
+    rows = Rows(nodes)
     return CompiledTaxonomy(
         level_groups=_level_groups(ep, edge_levels), node_level=level, emb_buffer=buffer,
-        nodes=tuple(nodes), index=index, emb=buffer[:n], root=index[root],
+        nodes=rows, index=RowIndex(rows, index), emb=buffer[:n], root=index[root],
         edge_parent=ep, edge_child=ec, group_start=starts, group_parent=group_parent,
         first_edge=first_edge, n_children=n_children, edge_levels=edge_levels, is_tree=is_tree,
         leaves=leaf_nodes, desc_leaf=np.fromiter((x for d in desc for x in d), np.int64),
@@ -157,41 +160,45 @@ def add_leaf(ct: CompiledTaxonomy, node: str, parent: int, emb_row: np.ndarray, 
         raise ValueError("add_leaf needs a tree, a parent with children, and a new node id")
     n = ct.n
     at = int(ct.first_edge[parent] + ct.n_children[parent])  # the new edge ends its parent's run
-    ep = np.insert(ct.edge_parent, at, parent)
-    ec = np.insert(ct.edge_child, at, n)
+    ep = _insert(ct.edge_parent, [at], parent)
+    ec = _insert(ct.edge_child, [at], n)
     group_start = ct.group_start + (ct.group_start >= at)
-    first_edge = np.append(ct.first_edge + (ct.first_edge >= at), -1)  # leaves' -1 stays below ``at``
-    n_children = np.append(ct.n_children, 0)
+    first_edge = _shift_append(ct.first_edge, at, -1)  # leaves' -1 stays below ``at``
+    n_children = _insert(ct.n_children, [], 0, tail=True)
     n_children[parent] += 1
     lv_new = int(ct.node_level[parent]) + 1
-    level = np.append(ct.node_level, lv_new)
+    level = _insert(ct.node_level, [], lv_new, tail=True)
     # Edge indices from ``at`` on move up by one; the new edge joins its level, kept sorted.
-    edge_levels = tuple(np.insert(e + (e >= at), np.searchsorted(e, at), at) if lv == lv_new else e + (e >= at)
+    edge_levels = tuple(_insert(e + (e >= at), [int(np.searchsorted(e, at))], at) if lv == lv_new else e + (e >= at)
                         for lv, e in enumerate(ct.edge_levels, start=1))
     # Every ancestor's range lists its children's ranges in edge order, so the new leaf sits
     # at the same offset within the path child's block as within that child's own range.
-    lengths = np.diff(np.append(ct.desc_start, len(ct.desc_leaf)))
+    ds, total = ct.desc_start, len(ct.desc_leaf)
+
+    def lengths(x: np.ndarray) -> np.ndarray:  # ranges lie in node order: a node's ends where the next one's starts
+        return np.where(x + 1 < n, ds[np.minimum(x + 1, n - 1)], total) - ds[x]
+
     new_pos = len(ct.leaves)
-    rel = int(lengths[parent])  # the end of the parent's own range
+    rel = int(lengths(np.array([parent]))[0])  # the end of the parent's own range
     cuts = [int(ct.desc_start[parent]) + rel]
     child = parent
     while child != ct.root:
         edge = int(np.flatnonzero(ct.edge_child == child)[0])
         up = int(ct.edge_parent[edge])
         lo = int(ct.first_edge[up])
-        rel += int(lengths[ct.edge_child[lo:edge]].sum())
+        rel += int(lengths(ct.edge_child[lo:edge]).sum())
         cuts.append(int(ct.desc_start[up]) + rel)
         child = up
     cuts_sorted = np.sort(np.array(cuts, np.int64))
-    desc_leaf = np.append(np.insert(ct.desc_leaf, cuts_sorted, new_pos), new_pos)
-    desc_start = ct.desc_start + np.searchsorted(cuts_sorted, ct.desc_start, side="right")
-    desc_start = np.append(desc_start, len(desc_leaf) - 1)
+    desc_leaf = _insert(ct.desc_leaf, cuts_sorted.tolist(), new_pos, tail=True)
+    desc_start = _insert(ct.desc_start + np.searchsorted(cuts_sorted, ct.desc_start, side="right"), [], len(desc_leaf) - 1,
+                         tail=True)
     buffer = ct.emb_buffer if ct.emb_buffer is not None and len(ct.emb_buffer) > n else _grow(ct.emb, n + 1)
     buffer[n] = emb_row
-    index = dict(ct.index)
-    index[node] = n
+    # Shared with ``ct``, not copied: copying touched every node (see _appendonly).
+    nodes = ct.nodes.appended(node)
     return dataclasses.replace(
-        ct, nodes=ct.nodes + (node,), index=index, emb=buffer[:n + 1], emb_buffer=buffer,
+        ct, nodes=nodes, index=ct.index.appended(nodes), emb=buffer[:n + 1], emb_buffer=buffer,
         edge_parent=ep, edge_child=ec, group_start=group_start, first_edge=first_edge, n_children=n_children,
         edge_levels=edge_levels, node_level=level,
         # Only the new edge's level regroups; elsewhere the edge indices just moved up.
@@ -242,12 +249,43 @@ def from_structure_arrays(arrays: dict[str, np.ndarray], nodes: Sequence[str], e
     edge_levels = tuple(np.split(arrays["edge_levels"], np.cumsum(sizes)[:-1])) if len(sizes) else ()
     buffer = _grow(np.zeros((0, emb.shape[1]), np.float32), n)
     buffer[:n] = emb
+    rows = Rows(nodes)
     return CompiledTaxonomy(
-        nodes=tuple(nodes), index={v: i for i, v in enumerate(nodes)}, emb=buffer[:n], emb_buffer=buffer,
+        nodes=rows, index=RowIndex.of(rows), emb=buffer[:n], emb_buffer=buffer,
         root=int(arrays["scalars"][0]), is_tree=bool(arrays["scalars"][1]), edge_levels=edge_levels,
         level_groups=_level_groups(arrays["edge_parent"], edge_levels), thresholds=np.asarray(thresholds, np.float32),
         **{k: arrays[k] for k in _STRUCTURE},
     )
+
+
+def _insert(a: np.ndarray, cuts: Sequence[int], value: int, tail: bool = False) -> np.ndarray:
+    """``np.insert(a, cuts, value)`` for sorted ``cuts``, plus ``value`` at the end when ``tail``.
+
+    Slice copies: np.insert's general path cost 3-5x more, and add_leaf runs it on
+    every per-edge and per-node array.
+
+    >>> _insert(np.array([1, 2, 3]), [0, 2], 9, tail=True).tolist()
+    [9, 1, 2, 9, 3, 9]
+    """
+    k = len(cuts)
+    out = np.empty(len(a) + k + tail, a.dtype)
+    prev = 0
+    for j, c in enumerate(cuts):
+        out[prev + j:c + j] = a[prev:c]
+        out[c + j] = value
+        prev = c
+    out[prev + k:len(a) + k] = a[prev:]
+    if tail:
+        out[-1] = value
+    return out
+
+
+def _shift_append(a: np.ndarray, at: int, value: int) -> np.ndarray:
+    """``a + (a >= at)`` with ``value`` appended, in one allocation."""
+    out = np.empty(len(a) + 1, a.dtype)
+    np.add(a, a >= at, out=out[:-1])
+    out[-1] = value
+    return out
 
 
 def chunk_size(ct: CompiledTaxonomy) -> int:
