@@ -11,7 +11,13 @@ Three ways over the same folder of JPEG and PNG files, interleaved, median of
 
 Target: clipcls reaches >= 90% of encoder-only images/s.
 
+``--arch ViT-B-32`` times a real CLIP architecture instead of the embedded
+model: its weights are random (written to a temporary checkpoint and loaded
+through the ordinary local-checkpoint path, as no pretrained weights can be
+downloaded here), so its predictions mean nothing and only its speed counts.
+
     python benchmarks/pipeline.py [--images 512] [--size 256] [--repeats 3] [--files mixed|jpeg|png] [--backend torch|onnx]
+                                  [--arch OPEN_CLIP_ARCH]
 """
 
 from __future__ import annotations
@@ -39,6 +45,28 @@ def write_folder(folder: Path, n: int, size: int, kind: str = "mixed") -> list[s
     return paths
 
 
+def random_checkpoint(arch: str, folder: Path) -> Path:
+    """A checkpoint of ``arch`` with random weights: for timing only."""
+    import logging
+
+    import open_clip
+    import torch
+
+    from clipcls.zoo import ARCH_CONFIGS
+
+    for cfg in ARCH_CONFIGS:  # the embedded model's architecture too
+        if cfg.stem not in open_clip.list_models():
+            open_clip.add_model_config(cfg)
+    torch.manual_seed(0)
+    path = folder / f"{arch}-random.pt"
+    logging.disable(logging.WARNING)  # open_clip's "initialized randomly": that is the point here
+    try:
+        torch.save(open_clip.create_model(arch).state_dict(), path)
+    finally:
+        logging.disable(logging.NOTSET)
+    return path
+
+
 def main() -> None:
     import torch
 
@@ -48,10 +76,12 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--files", choices=("mixed", "jpeg", "png"), default="mixed")
     ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    ap.add_argument("--arch", help="time this open_clip architecture, with random weights, instead of the embedded model")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         paths = write_folder(Path(tmp), args.images, args.size, args.files)
-        clf = clipcls.Classifier(Path(__file__).resolve().parent.parent / "taxonomies" / "shapes.yaml",
+        weights = (args.arch, random_checkpoint(args.arch, Path(tmp))) if args.arch else (None, None)
+        clf = clipcls.Classifier(Path(__file__).resolve().parent.parent / "taxonomies" / "shapes.yaml", *weights,
                                  cache_dir=Path(tmp) / "cache", backend=args.backend)
         enc = clf.encoder
         pixels = torch.stack([enc.preprocess(clipcls.load_image(p)) for p in paths])
@@ -79,7 +109,8 @@ def main() -> None:
                 f()
                 t[k].append(time.perf_counter() - t0)
         what = {"mixed": "half JPEG, half PNG", "jpeg": "JPEG", "png": "PNG"}[args.files]
-        print(f"## Folder pipeline: {len(paths)} files ({args.size} px, {what}), {args.backend} backend, "
+        model = f"{args.arch}, random weights (timing only)" if args.arch else "embedded model"
+        print(f"## Folder pipeline: {len(paths)} files ({args.size} px, {what}), {model}, {args.backend} backend, "
               f"batch {clf.batch_size}, {torch.get_num_threads()} torch threads, median of {args.repeats}")
         print("| way | img/s | share of encoder-only |\n|---|---|---|")
         base = np.array(t["encoder only"])

@@ -15,14 +15,19 @@ SMOKE = {
     "probes.py": ["--seeds", "1", "--test", "30", "--no-digits"],
     "engine.py": ["--images", "16", "--repeats", "1", "--sizes", "200"],
     "pipeline.py": ["--images", "16", "--repeats", "1"],
+    "decode.py": ["--images", "4", "--repeats", "1"],
     "prompt_cache.py": ["--nodes", "200", "--repeats", "1"],
     "backends.py": ["--images", "16", "--repeats", "1"],
 }
 
 
-@pytest.mark.parametrize("script", sorted(SMOKE))
-def test_benchmark_runs(script: str, tmp_path) -> None:  # noqa: ANN001
-    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *SMOKE[script]], capture_output=True,
+# Further runs of a script with other options.
+MORE = [("pipeline.py", ["--images", "8", "--repeats", "1", "--files", "png", "--arch", "tinyclip-rn24"])]
+
+
+@pytest.mark.parametrize(("script", "args"), sorted(SMOKE.items()) + MORE)
+def test_benchmark_runs(script: str, args: list[str], tmp_path) -> None:  # noqa: ANN001
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / script), *args], capture_output=True,
                          text=True, timeout=300, cwd=tmp_path, env={"CLIPCLS_CACHE": str(tmp_path / "c"), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "%" in out.stdout or "x" in out.stdout
