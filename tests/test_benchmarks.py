@@ -16,6 +16,7 @@ SMOKE = {
     "engine.py": ["--images", "16", "--repeats", "1", "--sizes", "200"],
     "pipeline.py": ["--images", "16", "--repeats", "1"],
     "decode.py": ["--images", "4", "--repeats", "1"],
+    "choices.py": ["--images", "8", "--repeats", "1"],
     "prompt_cache.py": ["--nodes", "200", "--repeats", "1"],
     "backends.py": ["--images", "16", "--repeats", "1"],
 }
