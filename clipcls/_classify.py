@@ -22,12 +22,12 @@ from PIL import Image
 
 from clipcls import _strategies as S
 from clipcls._appendonly import Rows
+from clipcls._compiled_cache import CompiledEntry, any_entry, entry_path, load_entry, save_entry, touch
 from clipcls._decode import Decoder
 from clipcls._encoder import Encoder, OpenClipEncoder
 from clipcls._errors import ImageError
 from clipcls._gc import gc_paused
 from clipcls._images import DEFAULT_LIMITS, ImageLimits, ImageSource
-from clipcls._compiled_cache import CompiledEntry, any_entry, entry_path, load_entry, save_entry, touch
 from clipcls._index import SyncStats, TextIndex, default_cache_dir
 from clipcls._probes import Probes, check_compatible, serving_head, subtree_hash
 from clipcls._taxonomy import Node, Taxonomy, read_taxonomy_bytes, save_taxonomy, taxonomy_from_bytes
@@ -112,7 +112,7 @@ class _LazyTaxonomy:
     """
 
     def __init__(self, data: bytes, path: Path) -> None:
-        self._data = data
+        self.data = data
         self._path = path
         self._tax: Taxonomy | None = None
         self._lock = threading.Lock()
@@ -120,7 +120,7 @@ class _LazyTaxonomy:
     def get(self) -> Taxonomy:
         with self._lock:
             if self._tax is None:
-                self._tax = taxonomy_from_bytes(self._data, self._path)
+                self._tax = taxonomy_from_bytes(self.data, self._path)
             return self._tax
 
 
@@ -189,14 +189,15 @@ class Classifier:
         image_limits: ImageLimits = DEFAULT_LIMITS,
         backend: str = "torch",
     ) -> None:
-        data: bytes | None = None
-        tax: Taxonomy | None = taxonomy if isinstance(taxonomy, Taxonomy) else None
-        if tax is None:
-            path = Path(taxonomy)  # type: ignore[arg-type]
-            data = read_taxonomy_bytes(path)
+        source: Taxonomy | _LazyTaxonomy
+        if isinstance(taxonomy, Taxonomy):
+            source = taxonomy
+        else:
+            path = Path(taxonomy)
+            source = _LazyTaxonomy(read_taxonomy_bytes(path), path)
             # Bytes compiled before are valid; others are parsed now, so their errors come before the model loads.
-            if not (persist and any_entry(self._cache_base(cache_dir), data)):
-                tax = taxonomy_from_bytes(data, path)
+            if not (persist and any_entry(self._cache_base(cache_dir), source.data)):
+                source.get()
         self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size,
                                                                                    backend=backend)
         self.batch_size = int(batch_size)
@@ -214,19 +215,20 @@ class Classifier:
         self.last_sync: SyncStats | None = None
         self._decoder_cache: tuple[Any, Decoder] | None = None
         self.probes: Probes | None = None
-        entry_at = entry_path(self._cache_base(cache_dir), self.encoder.fingerprint, data) if data is not None else None
-        with gc_paused():  # the entry's JSON is a few objects per node
-            entry = load_entry(entry_at) if entry_at is not None and persist else None
-        if entry is not None and entry_at is not None and data is not None:
-            self._state = self._warm_state(entry, _LazyTaxonomy(data, Path(taxonomy)))  # type: ignore[arg-type]
-            touch(entry_at)
-            return
-        if tax is None:
-            tax = taxonomy_from_bytes(data, Path(taxonomy))  # type: ignore[arg-type]
+        entry_at = None
+        if isinstance(source, _LazyTaxonomy) and persist:
+            entry_at = entry_path(self._cache_base(cache_dir), self.encoder.fingerprint, source.data)
+            with gc_paused():  # the entry's JSON is a few objects per node
+                entry = load_entry(entry_at)
+            if entry is not None:
+                self._state = self._warm_state(entry, source)
+                touch(entry_at)
+                return
+        tax = source if isinstance(source, Taxonomy) else source.get()
         self.index = self._new_index(tax.name)
         # A taxonomy we loaded ourselves is ours alone; one passed in is copied, so the caller's edits stay theirs.
         self._state = self._build(tax, copy=isinstance(taxonomy, Taxonomy))[0]
-        if entry_at is not None and persist:
+        if entry_at is not None:
             self._save_entry(entry_at)
 
     # -- construction ---------------------------------------------------------------------
