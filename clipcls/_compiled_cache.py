@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from clipcls._index import _atomic_write_bytes
+from clipcls._index import _atomic_write_bytes, _sweep_dead_writers
 from clipcls._strategies import check_structure
 
 log = logging.getLogger("clipcls")
@@ -110,6 +110,7 @@ def save_entry(path: Path, *, name: str, nodes: Sequence[str], hashes: Sequence[
     entries = sorted(path.parent.glob(f"v{FORMAT}-*.npz"), key=_mtime, reverse=True)
     for old in entries[KEEP:]:
         old.unlink(missing_ok=True)
+    _sweep_dead_writers(path.parent)
 
 
 def touch(path: Path) -> None:

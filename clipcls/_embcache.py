@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from clipcls._errors import CacheError, DataError
-from clipcls._index import _atomic_write_bytes, _file_lock, _sha256, default_cache_dir
+from clipcls._index import _atomic_write_bytes, _file_lock, _sha256, _sweep_dead_writers, default_cache_dir
 
 log = logging.getLogger("clipcls")
 
@@ -89,6 +89,7 @@ class ImageEmbeddingCache:
         for old in self.dir.glob("rows-*.npy"):
             if old.name != name:
                 old.unlink(missing_ok=True)
+        _sweep_dead_writers(self.dir)
 
     def embed(self, paths: Sequence[str], encode: Callable[[list[str]], np.ndarray]) -> np.ndarray:
         """Embeddings of ``paths`` in order; only files not seen before are passed to ``encode``."""

@@ -115,6 +115,14 @@ def _writer_is_gone(tmp: Path) -> bool:
     return False
 
 
+def _sweep_dead_writers(folder: Path) -> None:
+    """Remove temporary files that writers killed mid-write left in ``folder``."""
+    for p in folder.glob(".*.tmp"):
+        if _writer_is_gone(p):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+
+
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -263,10 +271,10 @@ class TextIndex:
         self._base_sha, self._n_deltas, self._seq, self._dirty = digest, 0, 0, False
         # The new base holds every delta; old files go only after the manifest points past them.
         stale = [p for p in self.dir.glob("embeddings-*.faiss") if p.name != index_name] + self._delta_files()
-        stale += [p for p in self.dir.glob(".*.tmp") if _writer_is_gone(p)]
         for old in stale:
             with contextlib.suppress(FileNotFoundError):
                 old.unlink()
+        _sweep_dead_writers(self.dir)
 
     # -- sync ------------------------------------------------------------------------
     def sync(self, texts: dict[str, list[str]], encode_texts: EncodeTexts, persist: bool = True) -> SyncStats:

@@ -61,3 +61,19 @@ def test_corrupt_cache_is_rebuilt_with_a_warning(tmp_path: Path, caplog: pytest.
 def test_unreadable_file_is_a_data_error_naming_it(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="missing.png"):
         ImageEmbeddingCache(tmp_path, model_fingerprint="m", dim=4).embed([str(tmp_path / "missing.png")], Enc())
+
+
+def test_a_write_removes_temporary_files_of_dead_writers_only(tmp_path: Path) -> None:
+    import multiprocessing as mp
+
+    p = mp.get_context("spawn").Process(target=int)
+    p.start()
+    p.join()
+    cache = ImageEmbeddingCache(tmp_path / "c", model_fingerprint="m", dim=4)
+    cache.dir.mkdir(parents=True)
+    dead = cache.dir / f".rows-0.npy.{p.pid}.1.tmp"  # named as _atomic_write_bytes names them
+    mine = cache.dir / f".rows-1.npy.{__import__('os').getpid()}.1.tmp"
+    dead.write_bytes(b"half a file")
+    mine.write_bytes(b"being written")
+    cache.embed(_files(tmp_path, 2), Enc())
+    assert not dead.exists() and mine.exists()
