@@ -9,7 +9,7 @@
 2. Adding one class: ``Classifier.add_class`` against encoding that class's
    prompts alone, over 300 adds (median, and the mean with the occasional
    compaction of the index's delta files).  Target: <= 2x, and no other
-   node re-encoded.
+   node re-encoded.  Then classes under current leaves, which become parents.
 3. Cold process start to first prediction on a warm cache, in a fresh
    Python process, broken down by stage.
 
@@ -95,6 +95,20 @@ def main() -> None:
               f"{np.median(ratio):.2f}x its prompts' encoding ({np.median(alone):.4f} s) |")
         print(f"| add one class, mean of {n_adds} (with compactions) | {np.mean(times):.4f} | "
               f"{np.mean(times) / np.mean(alone):.2f}x |")
+
+        # A class under a current leaf: the leaf becomes a parent, and the leaf set changes.
+        leaves = [n for n in clf.taxonomy.leaves() if not n.startswith("new")][:max(30, args.repeats)]
+        slow, slow_alone, slow_added = [], [], []
+        for i, leaf in enumerate(leaves):
+            t0 = time.perf_counter()
+            clf.add_class(f"sub{i}", parent=leaf, label=f"dotted amber star number {i}", save=False)
+            t1 = time.perf_counter()
+            enc.encode_texts(clf.taxonomy.texts(f"sub{i}"))
+            slow.append(t1 - t0)
+            slow_alone.append(time.perf_counter() - t1)
+            slow_added.append(clf.last_sync.encoded)
+        print(f"| add one class under a leaf, median of {len(leaves)} (nodes encoded: {max(slow_added)}) | "
+              f"{np.median(slow):.4f} | {np.median(np.array(slow) / np.array(slow_alone)):.2f}x its prompts' encoding |")
 
         sample = REPO / "taxonomies" / "samples" / "red_star.png"
         runs = []

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -101,6 +102,7 @@ class _Head:
     W: np.ndarray
     b: np.ndarray
     kind: str
+    parent: str = ""
 
 
 class _LazyTaxonomy:
@@ -308,10 +310,10 @@ class Classifier:
                 if not set(h.children) <= set(kids):
                     continue
                 if h.subtrees and h.subtrees != subtree_hash(tax, h.children):
-                    log.info("clipcls: probe for %r is stale (classes added or removed below it); serving it zero-shot", h.parent)
+                    _log_stale(h.parent)
                     continue
                 W, b = serving_head(h, kids, ct.emb[ct.edge_child[lo:lo + k]], self.probes.scale_)
-                heads.append(_Head(lo, W, b, h.kind))
+                heads.append(_Head(lo, W, b, h.kind, h.parent))
         return _State(tax, ct, Rows(tax.node(n).label for n in nodes), Rows(tax.node(n).metadata for n in nodes),
                       tuple(heads))
 
@@ -356,10 +358,9 @@ class Classifier:
         with self._write_lock:
             st = self._state
             ct = st.compiled
-            if (isinstance(parent, str) and ct.is_tree and parent in ct.index and ct.n_children[ct.index[parent]] > 0
-                    and node_id not in ct.index and self.probes is None):
+            if isinstance(parent, str) and ct.is_tree and parent in ct.index and node_id not in ct.index:
                 return self._add_leaf(st, node_id, parent, fields, save)
-        # A leaf becoming a parent, a DAG, or probes whose edge offsets move: rebuild.
+        # A DAG, or a node under several parents: rebuild.
         return self._edit(lambda t: t.add_node(node_id, parent, **fields), save)
 
     def _add_leaf(self, st: _State, node_id: str, parent: str, fields: dict[str, Any], save: bool) -> Node:
@@ -375,7 +376,8 @@ class Classifier:
             thr = self.node_thresholds.get(node_id, node.threshold)
             ct = S.add_leaf(st.compiled, node_id, st.compiled.index[parent], self.index.matrix([node_id])[0],
                             np.nan if thr is None else thr)
-            state = _State(tax, ct, st.labels.appended(node.label), st.metadata.appended(node.metadata), st.heads)
+            state = _State(tax, ct, st.labels.appended(node.label), st.metadata.appended(node.metadata),
+                           self._heads_after_add(st, ct, parent))
             if save and tax.source is not None:
                 save_taxonomy(tax)
         except BaseException:
@@ -383,6 +385,33 @@ class Classifier:
             raise
         self._state = state  # one reference swap: readers see old or new, never a mix
         return node
+
+    def _heads_after_add(self, st: _State, ct: S.CompiledTaxonomy, parent: str) -> tuple[_Head, ...]:
+        """The probe heads of ``ct``, which is ``st``'s tree plus one leaf under ``parent``: what a rebuild would make.
+
+        Heads whose edges come after the new edge move up by one; ``parent``'s own
+        head gains the new child's zero-shot row; the heads of its ancestors are
+        stale (a subtree they were trained on gained a node) and are dropped.
+        """
+        if self.probes is None or not st.heads:
+            return st.heads
+        p = ct.index[parent]
+        at = int(ct.first_edge[p] + ct.n_children[p]) - 1  # the new edge, last of its parent's run
+        ancestors = set(st.taxonomy.path(parent)[:-1])
+        fitted = {h.parent: h for h in self.probes.heads_}
+        out = []
+        for head in st.heads:
+            probe = fitted[head.parent]
+            if head.parent == parent:
+                lo, k = head.lo, int(ct.n_children[p])
+                kids = [ct.nodes[int(c)] for c in ct.edge_child[lo:lo + k]]
+                W, b = serving_head(probe, kids, ct.emb[ct.edge_child[lo:lo + k]], self.probes.scale_)
+                out.append(_Head(lo, W, b, head.kind, head.parent))
+            elif head.parent in ancestors and probe.subtrees:
+                _log_stale(head.parent)
+            else:
+                out.append(dataclasses.replace(head, lo=head.lo + (head.lo >= at)))
+        return tuple(out)
 
     def remove_class(self, node_id: str, save: bool = True) -> list[str]:
         """Remove a class (and descendants left without a parent); returns removed ids."""
@@ -621,6 +650,10 @@ class Classifier:
 
     def __repr__(self) -> str:
         return f"Classifier({self.taxonomy.name!r}, {len(self.taxonomy)} nodes, encoder={self.encoder!r})"
+
+
+def _log_stale(parent: str) -> None:
+    log.info("clipcls: probe for %r is stale (classes added or removed below it); serving it zero-shot", parent)
 
 
 def _file_thresholds(tax: Taxonomy, nodes: Sequence[str]) -> np.ndarray:

@@ -151,61 +151,103 @@ def add_leaf(ct: CompiledTaxonomy, node: str, parent: int, emb_row: np.ndarray, 
     """``ct`` with a new leaf under ``parent``, equal to compiling the edited tree from scratch.
 
     Costs O(edges) in numpy and O(depth) in Python, not a Python pass over every
-    node.  Only for trees whose ``parent`` already has children (a leaf turning
-    into a parent changes the leaf set: compile from scratch then).
+    node.  ``parent`` may be a leaf, which then becomes a parent.  Trees only.
 
     >>> ct2 = add_leaf(ct, "octagon", ct.index["polygon"], row, float("nan"))  # doctest: +SKIP
     """
-    if not ct.is_tree or ct.n_children[parent] == 0 or node in ct.index:
-        raise ValueError("add_leaf needs a tree, a parent with children, and a new node id")
-    n = ct.n
-    at = int(ct.first_edge[parent] + ct.n_children[parent])  # the new edge ends its parent's run
+    if not ct.is_tree or node in ct.index:
+        raise ValueError("add_leaf needs a tree and a new node id")
+    n, m = ct.n, len(ct.edge_parent)
+    was_leaf = ct.n_children[parent] == 0
+    if was_leaf:
+        # Edges are grouped by parent in BFS order, and a tree's BFS meets each node through
+        # its incoming edge: the new group goes before the first parent reached by a later edge.
+        edge_of = np.full(n, -1, np.int64)
+        edge_of[ct.edge_child] = np.arange(m)
+        k = int(np.searchsorted(edge_of[ct.group_parent], edge_of[parent]))
+        at = int(ct.group_start[k]) if k < len(ct.group_start) else m
+        group_start = _insert(ct.group_start + (ct.group_start >= at), [k], at)
+        group_parent = _insert(ct.group_parent, [k], parent)
+    else:
+        at = int(ct.first_edge[parent] + ct.n_children[parent])  # the new edge ends its parent's run
+        group_start, group_parent = ct.group_start + (ct.group_start >= at), ct.group_parent
     ep = _insert(ct.edge_parent, [at], parent)
     ec = _insert(ct.edge_child, [at], n)
-    group_start = ct.group_start + (ct.group_start >= at)
     first_edge = _shift_append(ct.first_edge, at, -1)  # leaves' -1 stays below ``at``
+    if was_leaf:
+        first_edge[parent] = at
     n_children = _insert(ct.n_children, [], 0, tail=True)
     n_children[parent] += 1
     lv_new = int(ct.node_level[parent]) + 1
     level = _insert(ct.node_level, [], lv_new, tail=True)
     # Edge indices from ``at`` on move up by one; the new edge joins its level, kept sorted.
-    edge_levels = tuple(_insert(e + (e >= at), [int(np.searchsorted(e, at))], at) if lv == lv_new else e + (e >= at)
-                        for lv, e in enumerate(ct.edge_levels, start=1))
-    # Every ancestor's range lists its children's ranges in edge order, so the new leaf sits
-    # at the same offset within the path child's block as within that child's own range.
-    ds, total = ct.desc_start, len(ct.desc_leaf)
-
-    def lengths(x: np.ndarray) -> np.ndarray:  # ranges lie in node order: a node's ends where the next one's starts
-        return np.where(x + 1 < n, ds[np.minimum(x + 1, n - 1)], total) - ds[x]
-
-    new_pos = len(ct.leaves)
-    rel = int(lengths(np.array([parent]))[0])  # the end of the parent's own range
-    cuts = [int(ct.desc_start[parent]) + rel]
-    child = parent
-    while child != ct.root:
-        edge = int(np.flatnonzero(ct.edge_child == child)[0])
-        up = int(ct.edge_parent[edge])
-        lo = int(ct.first_edge[up])
-        rel += int(lengths(ct.edge_child[lo:edge]).sum())
-        cuts.append(int(ct.desc_start[up]) + rel)
-        child = up
-    cuts_sorted = np.sort(np.array(cuts, np.int64))
-    desc_leaf = _insert(ct.desc_leaf, cuts_sorted.tolist(), new_pos, tail=True)
-    desc_start = _insert(ct.desc_start + np.searchsorted(cuts_sorted, ct.desc_start, side="right"), [], len(desc_leaf) - 1,
-                         tail=True)
+    edge_levels = [_insert(e + (e >= at), [int(np.searchsorted(e, at))], at) if lv == lv_new else e + (e >= at)
+                   for lv, e in enumerate(ct.edge_levels, start=1)]
+    # Only the new edge's level regroups; elsewhere the edge indices just moved up.
+    level_groups = [_level_groups(ep, (e,))[0] if lv == lv_new else (e, g[1], g[2])
+                    for lv, (e, g) in enumerate(zip(edge_levels, ct.level_groups), start=1)]
+    if lv_new > len(edge_levels):  # the tree grew a level
+        edge_levels.append(np.array([at], np.int64))
+        level_groups.append(_level_groups(ep, (edge_levels[-1],))[0])
+    if was_leaf:
+        leaves, desc_leaf, desc_start = _leaf_to_parent(ct, parent)
+    else:
+        leaves, desc_leaf, desc_start = _new_leaf_ranges(ct, parent)
     buffer = ct.emb_buffer if ct.emb_buffer is not None and len(ct.emb_buffer) > n else _grow(ct.emb, n + 1)
     buffer[n] = emb_row
     # Shared with ``ct``, not copied: copying touched every node (see _appendonly).
     nodes = ct.nodes.appended(node)
     return dataclasses.replace(
         ct, nodes=nodes, index=ct.index.appended(nodes), emb=buffer[:n + 1], emb_buffer=buffer,
-        edge_parent=ep, edge_child=ec, group_start=group_start, first_edge=first_edge, n_children=n_children,
-        edge_levels=edge_levels, node_level=level,
-        # Only the new edge's level regroups; elsewhere the edge indices just moved up.
-        level_groups=tuple(_level_groups(ep, (e,))[0] if lv == lv_new else (e, g[1], g[2])
-                           for lv, (e, g) in enumerate(zip(edge_levels, ct.level_groups), start=1)),
-        leaves=np.append(ct.leaves, n), desc_leaf=desc_leaf, desc_start=desc_start,
+        edge_parent=ep, edge_child=ec, group_start=group_start, group_parent=group_parent, first_edge=first_edge,
+        n_children=n_children, edge_levels=tuple(edge_levels), node_level=level, level_groups=tuple(level_groups),
+        leaves=leaves, desc_leaf=desc_leaf, desc_start=desc_start,
         thresholds=np.append(ct.thresholds, np.float32(threshold)))
+
+
+def _new_leaf_ranges(ct: CompiledTaxonomy, parent: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(leaves, desc_leaf, desc_start) after a new leaf (node ``ct.n``) under ``parent``, which has children."""
+    n, ds, total = ct.n, ct.desc_start, len(ct.desc_leaf)
+
+    def lengths(x: np.ndarray) -> np.ndarray:  # ranges lie in node order: a node's ends where the next one's starts
+        return np.where(x + 1 < n, ds[np.minimum(x + 1, n - 1)], total) - ds[x]
+
+    # Every ancestor's range lists its children's ranges in edge order, so the new leaf sits
+    # at the same offset within the path child's block as within that child's own range.
+    new_pos = len(ct.leaves)
+    rel = int(lengths(np.array([parent]))[0])  # the end of the parent's own range
+    cuts = [int(ds[parent]) + rel]
+    child = parent
+    while child != ct.root:
+        edge = int(np.flatnonzero(ct.edge_child == child)[0])
+        up = int(ct.edge_parent[edge])
+        lo = int(ct.first_edge[up])
+        rel += int(lengths(ct.edge_child[lo:edge]).sum())
+        cuts.append(int(ds[up]) + rel)
+        child = up
+    cuts_sorted = np.sort(np.array(cuts, np.int64))
+    desc_leaf = _insert(ct.desc_leaf, cuts_sorted.tolist(), new_pos, tail=True)
+    desc_start = _insert(ds + np.searchsorted(cuts_sorted, ds, side="right"), [], len(desc_leaf) - 1, tail=True)
+    return _insert(ct.leaves, [], n, tail=True), desc_leaf, desc_start
+
+
+def _leaf_to_parent(ct: CompiledTaxonomy, parent: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(leaves, desc_leaf, desc_start) after a new leaf (node ``ct.n``) under the leaf ``parent``.
+
+    Leaves are numbered in node order: ``parent``'s number goes, later ones move
+    down by one and the new leaf takes the last.  Every range that held
+    ``parent`` now holds the new leaf in its place, so no range changes length.
+    """
+    lp = int(np.searchsorted(ct.leaves, parent))
+    new_pos = len(ct.leaves) - 1
+    d = ct.desc_leaf
+    desc_leaf = np.empty(len(d) + 1, np.int64)
+    body = desc_leaf[:-1]
+    np.subtract(d, d > lp, out=body)
+    body[d == lp] = new_pos
+    desc_leaf[-1] = new_pos
+    leaves = _insert(np.delete(ct.leaves, lp), [], ct.n, tail=True)
+    return leaves, desc_leaf, _insert(ct.desc_start, [], len(d), tail=True)
 
 
 _STRUCTURE = ("edge_parent", "edge_child", "group_start", "group_parent", "first_edge", "n_children", "node_level",

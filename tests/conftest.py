@@ -63,3 +63,13 @@ def shape_images(n_per_shape: int, seed: int = 777, size: int = 64, **kw: object
             imgs.append(synth.render(scene, size=size))
             names.append(shape)
     return imgs, names
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _repo_taxonomies_untouched():  # noqa: ANN202
+    """Fail the run if a test wrote to the shipped taxonomy files (add_class saves by default)."""
+    before = {p: p.read_bytes() for p in (REPO / "taxonomies").rglob("*") if p.is_file()}
+    yield
+    changed = sorted(str(p) for p, b in before.items() if not p.exists() or p.read_bytes() != b)
+    if changed:
+        pytest.fail(f"tests changed shipped files: {changed}", pytrace=False)

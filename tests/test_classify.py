@@ -275,3 +275,38 @@ def test_fast_add_matches_a_classifier_built_from_scratch_and_rolls_back_on_fail
         clf.add_class("kite", parent="polygon", save=False)
     assert "kite" not in clf.taxonomy and len(clf.taxonomy) == n
     assert "kite" not in clf._state.compiled.index
+
+
+def test_adding_a_class_with_probes_serves_what_a_rebuild_would(encoder, cache_dir: Path, caplog: pytest.LogCaptureFixture,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    import logging
+
+    from clipcls import Probes
+
+    clf = Classifier(SHAPES_YAML, encoder=encoder, cache_dir=cache_dir, persist=False)
+    imgs, names = shape_images(8, seed=31)
+    X = clf.embed(imgs)
+    clf.set_probes(Probes(seed=0).fit(X, [(n,) for n in names], clf))
+    assert {h.parent for h in clf._state.heads} >= {"shape", "polygon", "other"}
+    # Under a family (the root's head goes stale), under the root, under a leaf (which becomes a
+    # parent, and its family's head goes stale), then under a family again.
+    for node, parent in (("octagon", "polygon"), ("blob", "shape"), ("starfish", "star"), ("moon", "other")):
+        with caplog.at_level(logging.INFO, logger="clipcls"), monkeypatch.context() as m:
+            m.setattr(clf, "_edit", lambda *a: pytest.fail("rebuilt instead of adding the leaf in place"))
+            clf.add_class(node, parent, save=False)
+        fast = clf._state
+        assert "octagon" in fast.compiled.index and fast.taxonomy is clf.taxonomy
+        got = {s: clf.classify_embeddings(X, strategy=s, top_k=20) for s in ("topdown", "multilabel", "flat")}
+        clf.refresh()  # a full rebuild of the same taxonomy
+        want = clf._state
+        assert [(h.parent, h.lo, h.kind) for h in fast.heads] == [(h.parent, h.lo, h.kind) for h in want.heads]
+        for a, b in zip(fast.heads, want.heads):
+            np.testing.assert_allclose(a.W, b.W, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(a.b, b.b, rtol=1e-6, atol=1e-7)
+        for s, preds in got.items():
+            again = clf.classify_embeddings(X, strategy=s, top_k=20)
+            assert [(p.node, p.path, p.stopped_at) for p in preds] == [(p.node, p.path, p.stopped_at) for p in again]
+            np.testing.assert_allclose([p.confidence for p in preds], [p.confidence for p in again], rtol=1e-5)
+    assert "probe for 'shape' is stale" in caplog.text and "probe for 'other' is stale" in caplog.text
+    assert not {"shape", "other"} & {h.parent for h in clf._state.heads}
+    assert clf.taxonomy.parents("starfish") == ["star"] and "starfish" in clf.taxonomy.leaves()

@@ -137,8 +137,8 @@ def test_add_leaf_equals_compiling_from_scratch(parents: list[int], pick: int, a
     ct = compiled(G, "n0", seed=pick % 97)
     ct.thresholds[:] = rng.uniform(size=ct.n)
     for k in range(adds):
-        internal = [ct.nodes[i] for i in range(ct.n) if ct.n_children[i] > 0]
-        parent = internal[(pick + k) % len(internal)]
+        # Any node: under a leaf, the leaf becomes a parent (and the tree may grow a level).
+        parent = ct.nodes[(pick * 7 + k) % ct.n]
         row = rng.normal(size=ct.emb.shape[1]).astype(np.float32)
         thr = float(rng.uniform())
         ct = S.add_leaf(ct, f"new{k}", ct.index[parent], row, thr)
@@ -149,11 +149,11 @@ def test_add_leaf_equals_compiling_from_scratch(parents: list[int], pick: int, a
     assert ct.emb.shape[0] == ct.n
 
 
-def test_add_leaf_refuses_what_needs_a_full_compile() -> None:
+def test_add_leaf_refuses_dags_and_known_ids() -> None:
     ct = compiled(TREE, "r")
     row = np.zeros(ct.emb.shape[1], np.float32)
     with pytest.raises(ValueError):
-        S.add_leaf(ct, "x", ct.index["a1"], row, np.nan)  # a leaf would become a parent
+        S.add_leaf(ct, "a1", ct.index["a"], row, np.nan)  # not a new id
     with pytest.raises(ValueError):
         S.add_leaf(compiled(DAG, "r"), "q", 1, row, np.nan)
     before = ct
