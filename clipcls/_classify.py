@@ -115,14 +115,14 @@ class _LazyTaxonomy:
 
     def __init__(self, data: bytes, path: Path) -> None:
         self.data = data
-        self._path = path
+        self.path = path
         self._tax: Taxonomy | None = None
         self._lock = threading.Lock()
 
     def get(self) -> Taxonomy:
         with self._lock:
             if self._tax is None:
-                self._tax = taxonomy_from_bytes(self.data, self._path)
+                self._tax = taxonomy_from_bytes(self.data, self.path)
             return self._tax
 
 
@@ -198,7 +198,7 @@ class Classifier:
             path = Path(taxonomy)
             source = _LazyTaxonomy(read_taxonomy_bytes(path), path)
             # Bytes compiled before are valid; others are parsed now, so their errors come before the model loads.
-            if not (persist and any_entry(self._cache_base(cache_dir), source.data)):
+            if not (persist and any_entry(self._cache_base(cache_dir), source.data, path)):
                 source.get()
         self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size,
                                                                                    backend=backend)
@@ -219,7 +219,7 @@ class Classifier:
         self.probes: Probes | None = None
         entry_at = None
         if isinstance(source, _LazyTaxonomy) and persist:
-            entry_at = entry_path(self._cache_base(cache_dir), self.encoder.fingerprint, source.data)
+            entry_at = entry_path(self._cache_base(cache_dir), self.encoder.fingerprint, source.data, source.path)
             with gc_paused():  # the entry's JSON is a few objects per node
                 entry = load_entry(entry_at)
             if entry is not None:

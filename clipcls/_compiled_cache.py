@@ -2,7 +2,7 @@
 
 Layout under ``<cache>/compiled/<model fingerprint>/``::
 
-    v<FORMAT>-<sha256 of the file's bytes>.npz
+    v<FORMAT>-<sha256 of the file's stem and bytes>.npz
 
 One ``.npz`` (no pickles) holds the compiled structure
 (:func:`~clipcls._strategies.structure_arrays`), the file's per-node
@@ -11,14 +11,15 @@ labels and metadata.  The embeddings are not in it: they come from the text
 index, which must hold every node under the same text hash, or the node is
 encoded again as in any sync.
 
-The file's bytes are the key: a file edited by hand, or by ``add_class``
+The file's bytes (and its stem, which names a taxonomy that has no
+``name``) are the key: a file edited by hand, or by ``add_class``
 with ``save=True``, has new bytes and gets a new entry; the newest
 :data:`KEEP` entries are kept.  An entry exists only for bytes that parsed
 and validated, so a warm start may skip parsing and read the file lazily,
 from the bytes it hashed, when something needs the :class:`Taxonomy` object.
 An entry that fails to load is ignored with a warning and written again.
 
->>> path = entry_path(cache, "fp", b"name: shapes ...")  # doctest: +SKIP
+>>> path = entry_path(cache, "fp", b"name: shapes ...", Path("shapes.yaml"))  # doctest: +SKIP
 >>> entry = load_entry(path)                              # doctest: +SKIP
 """
 
@@ -58,13 +59,20 @@ class CompiledEntry:
     structure: dict[str, np.ndarray]
 
 
-def entry_path(cache_dir: Path, model_fingerprint: str, data: bytes) -> Path:
-    return cache_dir / "compiled" / model_fingerprint / f"v{FORMAT}-{hashlib.sha256(data).hexdigest()}.npz"
+def _entry_name(data: bytes, path: Path) -> str:
+    # The file's stem too: a taxonomy without a 'name' is named after its file.
+    digest = hashlib.sha256(path.stem.encode() + b"\0" + data).hexdigest()
+    return f"v{FORMAT}-{digest}.npz"
 
 
-def any_entry(cache_dir: Path, data: bytes) -> bool:
+def entry_path(cache_dir: Path, model_fingerprint: str, data: bytes, path: Path) -> Path:
+    """Where the entry for the bytes ``data`` of the taxonomy file ``path`` lives."""
+    return cache_dir / "compiled" / model_fingerprint / _entry_name(data, path)
+
+
+def any_entry(cache_dir: Path, data: bytes, path: Path) -> bool:
     """Whether these bytes were compiled before, for any model: then they parsed and validated."""
-    name = f"v{FORMAT}-{hashlib.sha256(data).hexdigest()}.npz"
+    name = _entry_name(data, path)
     folder = cache_dir / "compiled"
     return folder.is_dir() and any((d / name).is_file() for d in folder.iterdir())
 

@@ -40,7 +40,7 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
 
 
 def _entry(spec: Path, cache_dir: Path, encoder) -> Path:  # noqa: ANN001
-    return entry_path(cache_dir, encoder.fingerprint, spec.read_bytes())
+    return entry_path(cache_dir, encoder.fingerprint, spec.read_bytes(), spec)
 
 
 def rows(preds) -> list:  # noqa: ANN001
@@ -159,3 +159,13 @@ def test_entry_holds_no_embeddings(spec: Path, cache_dir: Path, encoder) -> None
     assert e.nodes == list(clf._state.compiled.nodes)
     assert all(a.dtype == np.int64 for a in e.structure.values())
     assert e.hashes == clf.index.hashes(e.nodes)
+
+
+def test_copies_of_a_file_without_a_name_keep_their_own_names(tmp_path: Path, cache_dir: Path, encoder) -> None:  # noqa: ANN001
+    text = "root: {id: shape, children: [{id: circle}, {id: star}]}\n"
+    a, b = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    a.write_text(text)
+    b.write_text(text)
+    for p in (a, b, a, b):
+        clf = Classifier(p, encoder=encoder, cache_dir=cache_dir)
+        assert clf.taxonomy.name == p.stem and clf.index.dir.name.startswith(p.stem)
