@@ -204,7 +204,7 @@ def cmd_taxonomy(args: argparse.Namespace) -> int:
             t.update_node(args.id, label=args.label, synonyms=args.synonym or None)
         save_taxonomy(t)
     else:
-        clf = _make_classifier(args, tax)
+        clf = _make_classifier(args, args.file)  # the path: a warm start from the compiled cache
         change(clf)
         s = clf.last_sync
         if s is not None:
