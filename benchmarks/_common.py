@@ -48,5 +48,19 @@ def median_time(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> 
     return float(np.median(ts))
 
 
+def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[float]]:
+    """Wall times of each function over ``repeats`` turns, run in turns after one warm-up each,
+    so drift on these shared machines hits all alike."""
+    for f in fns.values():
+        f()
+    t: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for k, f in fns.items():
+            t0 = time.perf_counter()
+            f()
+            t[k].append(time.perf_counter() - t0)
+    return t
+
+
 def images(n: int, seed: int = 9) -> list:
     return [synth.render(synth.make_scene(seed, i)) for i in range(n)]

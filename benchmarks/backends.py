@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 import clipcls
-from _common import images
+from _common import images, interleaved
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -48,13 +48,7 @@ def main() -> None:
 
         runs["torch.compile"] = run_compiled
     outs = {k: np.concatenate([f(b) for b in batches]) for k, f in runs.items()}
-    t: dict[str, list[float]] = {k: [] for k in runs}
-    for _ in range(args.repeats):
-        for k, f in runs.items():  # interleaved, so drift hits all alike
-            t0 = time.perf_counter()
-            for b in batches:
-                f(b)
-            t[k].append(time.perf_counter() - t0)
+    t = interleaved({k: lambda f=f: [f(b) for b in batches] for k, f in runs.items()}, args.repeats)
     with tempfile.TemporaryDirectory() as cache:
         clf = clipcls.Classifier(REPO / "taxonomies" / "shapes.yaml", encoder=eager, cache_dir=cache)
         ref = [p.node for p in clf.classify_embeddings(outs["torch (eager)"], strategy="flat")]

@@ -15,27 +15,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
-from collections.abc import Callable
 
 import faiss
 import numpy as np
 
 import clipcls
-from _common import images, median_time
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds of each function, run in turns (one warm-up each) so drift hits all alike."""
-    for f in fns.values():
-        f()
-    t: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, f in fns.items():
-            t0 = time.perf_counter()
-            f()
-            t[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) for k, v in t.items()}
+from _common import images, interleaved
 
 
 def main() -> None:
@@ -59,13 +44,13 @@ def main() -> None:
     print("| 1. autograd mode | img/s | ratio to inference_mode |\n|---|---|---|")
     modes = {"torch.inference_mode": torch.inference_mode, "torch.no_grad": torch.no_grad,
              "autograd on": contextlib.nullcontext}
-    t = interleaved({k: lambda m=m: forward(m()) for k, m in modes.items()}, args.repeats)
+    t = _medians(interleaved({k: lambda m=m: forward(m()) for k, m in modes.items()}, args.repeats))
     for k, v in t.items():
         print(f"| {k} | {len(pixels) / v:.0f} | {v / t['torch.inference_mode']:.2f}x time |")
 
     print("\n| 2. batch size | img/s |\n|---|---|")
-    t = interleaved({str(b): lambda b=b: forward(torch.inference_mode(), b) for b in (8, 16, 32, 64, 128, 256)
-                     if b <= len(pixels)}, args.repeats)
+    t = _medians(interleaved({str(b): lambda b=b: forward(torch.inference_mode(), b) for b in (8, 16, 32, 64, 128, 256)
+                              if b <= len(pixels)}, args.repeats))
     for k, v in t.items():
         print(f"| {k} | {len(pixels) / v:.0f} |")
 
@@ -77,7 +62,7 @@ def main() -> None:
             torch.set_num_threads(cores)
 
     print("\n| 3. torch threads | img/s |\n|---|---|")
-    t = interleaved({str(n): lambda n=n: with_threads(n) for n in sorted({1, cores})}, args.repeats)
+    t = _medians(interleaved({str(n): lambda n=n: with_threads(n) for n in sorted({1, cores})}, args.repeats))
     for k, v in t.items():
         print(f"| {k} | {len(pixels) / v:.0f} |")
 
@@ -89,9 +74,14 @@ def main() -> None:
         W /= np.linalg.norm(W, axis=1, keepdims=True)
         index = faiss.IndexFlatIP(W.shape[1])
         index.add(W)
-        mm = median_time(lambda: np.ascontiguousarray(X @ W.T), args.repeats)
-        fs = median_time(lambda: index.search(X, n), args.repeats)
+        t = _medians(interleaved({"numpy": lambda: np.ascontiguousarray(X @ W.T), "faiss": lambda: index.search(X, n)},
+                                 args.repeats))
+        mm, fs = t["numpy"], t["faiss"]
         print(f"| {n} | {mm / len(X) * 1e6:.1f} | {fs / len(X) * 1e6:.1f} | {fs / mm:.1f}x |")
+
+
+def _medians(t: dict[str, list[float]]) -> dict[str, float]:
+    return {k: float(np.median(v)) for k, v in t.items()}
 
 
 if __name__ == "__main__":

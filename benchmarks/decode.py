@@ -19,7 +19,7 @@ import time
 import numpy as np
 
 import clipcls
-from _common import images
+from _common import images, median_time
 
 
 def cpu_ms_per_item(f, items: list, repeats: int) -> float:  # noqa: ANN001
@@ -54,13 +54,7 @@ def main() -> None:
     limits = clipcls.ImageLimits()
 
     pixels = torch.stack([enc.preprocess(im) for im in pics[:64]])
-    enc.encode_pixels(pixels)
-    t = []
-    for _ in range(args.repeats):
-        t0 = time.perf_counter()
-        enc.encode_pixels(pixels)
-        t.append((time.perf_counter() - t0) / len(pixels) * 1e3)
-    forward = float(np.median(t)) * torch.get_num_threads()
+    forward = median_time(lambda: enc.encode_pixels(pixels), args.repeats) / len(pixels) * 1e3 * torch.get_num_threads()
 
     print(f"## Decoding against the forward, {args.size} px files, embedded model, median of {args.repeats}")
     print(f"forward: {forward:.2f} core-ms per image ({torch.get_num_threads()} torch threads, batch 64)\n")

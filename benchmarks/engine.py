@@ -25,7 +25,7 @@ import time
 import numpy as np
 
 import clipcls
-from _common import images, median_time, tree
+from _common import images, interleaved, median_time, tree
 
 
 def overhead(enc: clipcls.OpenClipEncoder, cache: str, imgs: list, repeats: int) -> None:
@@ -48,14 +48,7 @@ def overhead(enc: clipcls.OpenClipEncoder, cache: str, imgs: list, repeats: int)
 
         runs = {"raw": raw, "flat": lambda: clf.classify(imgs, strategy="flat"),
                 "topdown": lambda: clf.classify(imgs, strategy="topdown")}
-        for f in runs.values():
-            f()
-        t: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(repeats):
-            for k, f in runs.items():  # interleaved, so drift hits all three alike
-                t0 = time.perf_counter()
-                f()
-                t[k].append(time.perf_counter() - t0)
+        t = interleaved(runs, repeats)
         ratio = {k: float(np.median(np.array(t[k]) / np.array(t["raw"]))) for k in ("flat", "topdown")}
         ips = {k: len(imgs) / float(np.median(v)) for k, v in t.items()}
         print(f"| {n} | {ips['raw']:.0f} | {ips['flat']:.0f} | {ratio['flat']:.3f}x | {ips['topdown']:.0f} | {ratio['topdown']:.3f}x |")

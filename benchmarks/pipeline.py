@@ -24,13 +24,12 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 import clipcls
-from _common import images
+from _common import images, interleaved
 
 
 def write_folder(folder: Path, n: int, size: int, kind: str = "mixed") -> list[str]:
@@ -100,14 +99,7 @@ def main() -> None:
                 clf.classify_embeddings(enc.encode_images([clipcls.load_image(p)]), strategy="flat")
 
         runs = {"encoder only": encoder_only, "clipcls": pipeline, "naive loop": naive}
-        for f in runs.values():
-            f()
-        t: dict[str, list[float]] = {k: [] for k in runs}
-        for _ in range(args.repeats):
-            for k, f in runs.items():  # interleaved, so drift hits all alike
-                t0 = time.perf_counter()
-                f()
-                t[k].append(time.perf_counter() - t0)
+        t = interleaved(runs, args.repeats)
         what = {"mixed": "half JPEG, half PNG", "jpeg": "JPEG", "png": "PNG"}[args.files]
         model = f"{args.arch}, random weights (timing only)" if args.arch else "embedded model"
         print(f"## Folder pipeline: {len(paths)} files ({args.size} px, {what}), {model}, {args.backend} backend, "

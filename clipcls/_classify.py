@@ -191,6 +191,7 @@ class Classifier:
         image_limits: ImageLimits = DEFAULT_LIMITS,
         backend: str = "torch",
     ) -> None:
+        cache_base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         source: Taxonomy | _LazyTaxonomy
         if isinstance(taxonomy, Taxonomy):
             source = taxonomy
@@ -198,7 +199,7 @@ class Classifier:
             path = Path(taxonomy)
             source = _LazyTaxonomy(read_taxonomy_bytes(path), path)
             # Bytes compiled before are valid; others are parsed now, so their errors come before the model loads.
-            if not (persist and any_entry(self._cache_base(cache_dir), source.data, path)):
+            if not (persist and any_entry(cache_base, source.data, path)):
                 source.get()
         self.encoder: Encoder = encoder if encoder is not None else OpenClipEncoder(model, pretrained, batch_size=batch_size,
                                                                                    backend=backend)
@@ -219,7 +220,7 @@ class Classifier:
         self.probes: Probes | None = None
         entry_at = None
         if isinstance(source, _LazyTaxonomy) and persist:
-            entry_at = entry_path(self._cache_base(cache_dir), self.encoder.fingerprint, source.data, source.path)
+            entry_at = entry_path(cache_base, self.encoder.fingerprint, source.data, source.path)
             with gc_paused():  # the entry's JSON is a few objects per node
                 entry = load_entry(entry_at)
             if entry is not None:
@@ -234,10 +235,6 @@ class Classifier:
             self._save_entry(entry_at)
 
     # -- construction ---------------------------------------------------------------------
-    @staticmethod
-    def _cache_base(cache_dir: str | os.PathLike[str] | None) -> Path:
-        return Path(cache_dir) if cache_dir is not None else default_cache_dir()
-
     def _new_index(self, name: str) -> TextIndex:
         return TextIndex(self.cache_dir, model_fingerprint=self.encoder.fingerprint, dim=self.encoder.embed_dim, name=name)
 
