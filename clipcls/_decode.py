@@ -179,6 +179,43 @@ def _noop() -> None:
     return None
 
 
+def _exit_with(client: int) -> None:
+    """Worker initializer: exit when the ``client`` process that owns the pool is gone.
+
+    A pool worker waits on a queue whose write end it holds itself, so it never
+    sees the client die; and while it lives, so do the forkserver and the
+    resource tracker (it holds their pipes too).  A client killed with SIGKILL
+    left all four running for good.
+    """
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(client)  # wakes when the client exits; no polling, no pid reuse
+        except (AttributeError, OSError):
+            fd = None
+        if fd is not None:
+            import select
+
+            select.select([fd], [], [])
+        else:
+            import time
+
+            while _alive(client):
+                time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="clipcls-client-watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
 def _start_pool(n: int) -> ProcessPoolExecutor:
     """A process pool whose workers are all started now, without importing the caller's script.
 
@@ -188,7 +225,8 @@ def _start_pool(n: int) -> ProcessPoolExecutor:
     in each worker and break the pool.  The workers need nothing from ``__main__``: it
     is hidden from multiprocessing while they start.
     """
-    pool = ProcessPoolExecutor(n, mp_context=mp.get_context("forkserver"))
+    pool = ProcessPoolExecutor(n, mp_context=mp.get_context("forkserver"), initializer=_exit_with,
+                               initargs=(os.getpid(),))
     main = sys.modules["__main__"]
     saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
     try:

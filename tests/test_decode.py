@@ -105,6 +105,37 @@ def test_a_script_without_a_main_guard_still_decodes_in_processes(files: list[st
     assert out.stdout.strip().splitlines()[-1] == f"rows {len(files)} {len(files) - 1}"
 
 
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads process states from /proc")
+def test_decoder_processes_exit_when_their_client_is_killed() -> None:
+    import subprocess
+    import sys
+    import time
+
+    # The client starts its pool, reports the pids of its workers and forkserver, then dies by SIGKILL.
+    script = ("import os, signal, sys\n"
+              "from clipcls._decode import _start_pool\n"
+              "pool = _start_pool(2)\n"
+              "from multiprocessing import forkserver\n"
+              "print(*pool._processes, forkserver._forkserver._forkserver_pid, flush=True)\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+    *workers, server = (int(x) for x in out.stdout.split())
+
+    def running(pid: int) -> bool:
+        try:
+            state = open(f"/proc/{pid}/stat").read().split(")")[1].split()[0]
+        except OSError:
+            return False
+        return state != "Z"
+
+    deadline = time.monotonic() + 30
+    while any(running(p) for p in (*workers, server)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(workers) == 2
+    assert not [p for p in (*workers, server) if running(p)], "decoder processes outlived their client"
+
+
 def test_without_processes_it_falls_back_to_threads(files: list[str], encoder: OpenClipEncoder,
                                                     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     import clipcls._decode as D
